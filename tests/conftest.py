@@ -1,0 +1,23 @@
+import os, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+def run(*args, cwd=ROOT, env=None, check=False, timeout=600):
+    "Run a command, capture text output; env entries are added to the current environment"
+    res = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, **(env or {})})
+    if check and res.returncode: raise AssertionError(f"{args} exited {res.returncode}\n{res.stdout}\n{res.stderr}")
+    return res
+
+@pytest.fixture
+def project_copy(tmp_path):
+    "A copy of the project (conf, nbs, package, pyproject) to break without touching the checkout"
+    dst = tmp_path/"project"
+    dst.mkdir()
+    shutil.copy2(ROOT/"pyproject.toml", dst)
+    for d in ("conf", "nbs", "prodkit"):
+        shutil.copytree(ROOT/d, dst/d, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+    return dst

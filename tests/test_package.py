@@ -1,0 +1,61 @@
+"The generated package: every module imports in a fresh interpreter, and the hygiene checks catch drift."
+import json
+import pkgutil
+import pytest
+import prodkit
+from prodkit.hygiene import HygieneError, check, export_drift, unclean_notebooks
+from conftest import PY, ROOT, run
+
+MODULES = sorted(m.name for m in pkgutil.iter_modules(prodkit.__path__, "prodkit."))
+
+def test_package_has_the_library_modules():
+    assert {"prodkit.config", "prodkit.hygiene"} <= set(MODULES)
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_module_imports_in_a_fresh_interpreter_from_root_dir(mod):
+    res = run(PY, "-c", f"import {mod}", cwd="/")
+    assert res.returncode == 0, res.stderr
+
+def test_checkout_is_in_sync_and_clean():
+    check(ROOT)
+
+def test_hand_edited_module_is_detected(project_copy):
+    f = project_copy/"prodkit"/"config.py"
+    f.write_text(f.read_text().replace("def compose(", "def compose_edited_by_hand("))
+    assert export_drift(project_copy) == ["prodkit/config.py"]
+    with pytest.raises(HygieneError, match="out of sync.*prodkit/config.py"): check(project_copy)
+
+def test_notebook_with_outputs_is_detected(project_copy):
+    nb_path = project_copy/"nbs"/"00_config.ipynb"
+    nb = json.loads(nb_path.read_text())
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["execution_count"] = 7
+    code["metadata"]["collapsed"] = True
+    nb_path.write_text(json.dumps(nb, indent=1))
+    assert unclean_notebooks(project_copy) == ["nbs/00_config.ipynb"]
+    assert export_drift(project_copy) == []
+
+def test_parameters_tag_survives_cleaning(project_copy):
+    nb_path = project_copy/"nbs"/"00_config.ipynb"
+    nb = json.loads(nb_path.read_text())
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["metadata"]["tags"] = ["parameters"]
+    nb_path.write_text(json.dumps(nb, indent=1) + "\n")
+    run(ROOT/".venv/bin/nbdev-clean", cwd=project_copy, check=True)
+    cleaned = json.loads(nb_path.read_text())
+    assert next(c for c in cleaned["cells"] if c["cell_type"] == "code")["metadata"] == {"tags": ["parameters"]}
+
+def test_hygiene_cli_exit_codes(project_copy):
+    ok = run(PY, "-m", "prodkit.hygiene", env={"PRODKIT_ROOT": str(ROOT)})
+    assert ok.returncode == 0, ok.stderr
+    (project_copy/"prodkit"/"hygiene.py").write_text("# edited\n")
+    bad = run(PY, "-m", "prodkit.hygiene", env={"PRODKIT_ROOT": str(project_copy)})
+    assert bad.returncode == 1 and "prodkit/hygiene.py" in bad.stderr
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in (ROOT/".ci"/"run").read_text()
+    assert "make test" in (ROOT/"README.md").read_text()
+
+def test_make_help_lists_every_target():
+    out = run("make", "-s", "help", check=True).stdout
+    for target in ("install", "export", "test", "lab", "clean"): assert f"make {target}" in out
