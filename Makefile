@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 # The stamp is keyed on pyproject.toml's content and the torch pin: change either and `make install` reruns.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)-$(shell echo '$(TORCH)' | sha256sum | cut -c1-6)
 
-.PHONY: help install export test lab clean
+.PHONY: help install demo export test lab bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -27,13 +27,21 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*; touch $@
 	@echo "prodkit installed in $(VENV)"
 
+demo: install ## run the train job end to end (breast cancer, MLP, wandb offline); prints where everything is
+	$(BIN)/prodkit run train
+	@echo "List runs: $(BIN)/prodkit runs   Open the notebook: make lab   Upload tracking: wandb sync <wandb_dir>"
+
 export: install ## nbs/*.ipynb -> prodkit/*.py (nbdev-export)
 	$(BIN)/nbdev-export
 
-test: install ## fail if prodkit/ or nbs/ is out of sync or unclean, then nbdev-test and pytest
+test: install ## fail if prodkit/ or nbs/ is out of sync or unclean, lint, then nbdev-test and pytest
 	$(BIN)/python -m prodkit.hygiene check
+	$(BIN)/ruff check --quiet prodkit tests bench
 	$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest
+
+bench: install ## benchmarks in bench/: a table here, JSON in bench/results/
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lab: install ## JupyterLab on 127.0.0.1 with the `prodkit` kernel
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,)

@@ -2,7 +2,7 @@
 import pytest
 from hydra import compose as hydra_compose, initialize_config_dir
 from omegaconf import DictConfig
-from prodkit.config import ConfigError, compose, conf_dir, instantiate, project_root, to_dict, as_config
+from prodkit.config import ConfigError, compose, conf_dir, instantiate, to_dict, as_config
 from conftest import PY, ROOT, run
 
 def test_defaults_and_names_later_issues_rely_on():

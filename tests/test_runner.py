@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 from prodkit.config import compose
 from prodkit.runner import ExitCode, RunRecord, execute, job_overrides
-from conftest import ROOT, run
+from conftest import run
 
 PRODKIT = Path(sys.executable).parent/"prodkit"
 pytestmark = pytest.mark.slow
@@ -185,3 +185,24 @@ def test_sweep_with_one_failing_job(tmp_path, runs, launcher):
     recs = records(runs)
     assert sorted((r.metrics.get("sq", -1), r.status) for r in recs) == [(-1, "failed"), (1, "succeeded"), (4, "succeeded"), (16, "succeeded")]
     assert "failed: job 2 (+job.params.n=3" in res.stderr and "3 of 4 jobs succeeded" in res.stdout
+
+def test_sigterm_of_the_runner_marks_the_run_killed(tmp_path, runs):
+    nb = notebook(tmp_path/"long.ipynb", "(run_dir()/'started').write_text('1')", "time.sleep(120)")
+    proc = subprocess.Popen([PRODKIT, "run", "-q", nb, f"paths.runs_dir={runs}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(runs.glob("*/*/started")) and time.monotonic() < deadline: time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.INTERRUPTED
+    [rec] = records(runs)
+    assert rec.status == "killed" and "interrupted" in rec.exit_reason
+    json.loads((Path(rec.run_dir)/"output.ipynb").read_text())
+
+def test_slurm_launcher_config_composes():
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from prodkit.config import conf_dir
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=["job=hello", "hydra/launcher=slurm", "hydra.launcher.partition=cpu"],
+                            return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.cpus_per_task) == ("cpu", 2)

@@ -1,0 +1,52 @@
+"The train job end to end through `prodkit run`: real kernels, real training, real wandb offline runs."
+import json, sys
+from pathlib import Path
+import nbformat
+import psutil
+import pytest
+from prodkit.runner import RunRecord
+from conftest import run
+
+PRODKIT = Path(sys.executable).parent/"prodkit"
+pytestmark = pytest.mark.slow
+TINY = ["train.epochs=4", "train.patience=0"]
+
+def train(runs: Path, *overrides, env=None) -> RunRecord:
+    res = run(PRODKIT, "run", "-q", "--force", "train", f"paths.runs_dir={runs}", f"paths.data_dir={runs.parent/'data'}",
+              *TINY, *overrides, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return RunRecord.load(sorted(runs.glob("train/*/run.json"))[-1].parent)
+
+def test_train_job_records_metrics_artifacts_plots_and_a_complete_wandb_run(tmp_path):
+    rec = train(tmp_path/"runs", env={"WANDB_API_KEY": "wk-0123456789abcdef0123"})
+    d = Path(rec.run_dir)
+    assert {"accuracy", "f1", "roc_auc", "ece", "weights_sha256"} <= set(rec.metrics)
+    assert 0.5 < rec.metrics["accuracy"] <= 1 and 0 <= rec.metrics["ece"] <= 1 and len(rec.metrics["weights_sha256"]) == 64
+    assert {a["path"] for a in rec.artifacts} == {"model.pt", "reference_stats.json", "split.json"}
+    stats = json.loads((d/"reference_stats.json").read_text())
+    assert stats and "mean radius" in json.dumps(stats)
+    assert list(rec.data.values())[0] is not None           # the data file's sha256, materialized by the job
+    cached = run(PRODKIT, "run", "-q", "train", f"paths.runs_dir={d.parents[1]}", f"paths.data_dir={d.parents[2]/'data'}", *TINY)
+    assert "skipped" in cached.stdout and rec.id in cached.stdout  # keyed on the data the run read
+    out = nbformat.read(d/"output.ipynb", as_version=4)
+    pngs = [o for c in out.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(pngs) == 2                                    # loss curves and the confusion matrix
+    wdir = Path(rec.links["wandb_dir"])
+    assert rec.links["wandb_run_id"] in wdir.name and wdir.is_relative_to(d)
+    assert list(wdir.glob("run-*.wandb")) and (wdir/"files").is_dir()
+    assert not [p for p in psutil.process_iter(["name", "cmdline"]) if "wandb" in " ".join(p.info["cmdline"] or []) and "service" in " ".join(p.info["cmdline"] or [])]
+    for p in d.rglob("*"):
+        if p.is_file(): assert b"wk-0123456789abcdef0123" not in p.read_bytes(), p
+
+def test_train_job_is_deterministic(tmp_path):
+    a = train(tmp_path/"runs", "tracking.mode=disabled")
+    b = train(tmp_path/"runs", "tracking.mode=disabled")
+    assert a.id != b.id and a.metrics == b.metrics      # weights_sha256 included: bit-identical weights
+    assert {"latency_ms_p50", "peak_rss_mb", "train_seconds"} <= set(a.measurements)
+    res = run(PRODKIT, "reproduce", "-q", a.id, "--runs-dir", tmp_path/"runs")
+    assert res.returncode == 0 and "metrics match" in res.stdout, res.stderr
+
+def test_digits_with_a_cnn_through_the_same_job(tmp_path):
+    rec = train(tmp_path/"runs", "data=digits", "model=cnn", "tracking.mode=disabled")
+    assert rec.metrics["accuracy"] > 0.5 and 0.5 < rec.metrics["roc_auc"] <= 1   # 10 classes: one-vs-rest AUC
+    assert "digits" in (Path(rec.run_dir)/"config.yaml").read_text()
