@@ -8,8 +8,6 @@ import hashlib
 import io
 import logging
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pandera.pandas as pa
 from omegaconf import DictConfig
 
 from .config import OutlierAction, OutlierRule
+from .safe_write import write_atomic
 
 # %% auto #0
 __all__ = ['log', 'SOURCES', 'QUANTILES', 'DataError', 'SchemaError', 'synthetic_frame', 'write_csv_atomic', 'materialize',
@@ -75,16 +74,7 @@ SOURCES = {"sklearn:breast_cancer": _breast_cancer, "sklearn:digits": _digits, "
 # %% ../nbs/03_data.ipynb #b0cdaa88
 def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
     "Write `frame` as CSV (no index) to `path` atomically"
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f: frame.to_csv(f, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, frame.to_csv(index=False))
 
 def materialize(cfg: DictConfig) -> Path:
     "The data file `cfg.path`, created from `cfg.source` first if it does not exist"
