@@ -38,10 +38,12 @@ def main() -> dict:
     n_jobs = 8
     seq = wall(["bash", "-c", " && ".join(f"{BIN/'prodkit'} run -q {tmp/'job.ipynb'} paths.runs_dir={runs}/seq +job.params.n={i}"
                                           for i in range(n_jobs))])
-    par = wall([BIN/"prodkit", "run", "-m", tmp/"job.ipynb", f"paths.runs_dir={runs}/sweep",
-                "+job.params.n=" + ",".join(map(str, range(n_jobs)))])
+    grid = "+job.params.n=" + ",".join(map(str, range(n_jobs)))
+    basic = wall([BIN/"prodkit", "run", "-m", tmp/"job.ipynb", f"paths.runs_dir={runs}/basic", grid, "hydra/launcher=basic"])
+    par = wall([BIN/"prodkit", "run", "-m", tmp/"job.ipynb", f"paths.runs_dir={runs}/sweep", grid])
     shutil.rmtree(tmp, ignore_errors=True)
-    res = dict(single_run_s=single, sweep=dict(jobs=n_jobs, sequential_s=seq, sweep_s=par, speedup=seq / par),
+    res = dict(single_run_s=single, sweep=dict(jobs=n_jobs, sequential_s=seq, one_process_s=basic, sweep_s=par, speedup=seq / par,
+                                                  speedup_vs_one_process=basic / par),
                ratios={"prodkit / papermill CLI": single["prodkit run"] / single["papermill CLI"],
                        "prodkit / python script": single["prodkit run"] / single["python script.py"]},
                targets={"prodkit below papermill CLI": single["prodkit run"] < single["papermill CLI"],
@@ -61,6 +63,7 @@ def show(res: dict) -> None:
     s = res["sweep"]
     t2 = Table("8 jobs", "wall s", "speedup", title="sweep throughput")
     t2.add_row("one after another (prodkit run x8)", f"{s['sequential_s']:.2f}", "1.00x")
+    t2.add_row("prodkit run -m hydra/launcher=basic (one process)", f"{s['one_process_s']:.2f}", f"{s['sequential_s'] / s['one_process_s']:.2f}x")
     t2.add_row("prodkit run -m (joblib, 1 kernel/core)", f"{s['sweep_s']:.2f}", f"{s['speedup']:.2f}x")
     c = Console()
     c.print(t, t2)

@@ -5,9 +5,11 @@
 # %% ../nbs/10_runner.ipynb #0c890d06
 from __future__ import annotations
 import ast
+import atexit
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -40,7 +42,9 @@ def run_dir() -> Path:
     "This run's directory inside a job; a scratch directory elsewhere"
     global _scratch
     if env := os.environ.get(RUN_DIR_ENV): return Path(env)
-    if _scratch is None: _scratch = Path(tempfile.mkdtemp(prefix="prodkit-scratch-"))
+    if _scratch is None:
+        _scratch = Path(tempfile.mkdtemp(prefix="prodkit-scratch-"))
+        atexit.register(shutil.rmtree, _scratch, ignore_errors=True)   # scratch: gone with the kernel
     return _scratch
 
 def _merge_json(name: str, update) -> dict | list:

@@ -35,6 +35,12 @@ def sweep_task(cfg: DictConfig, force: bool = False) -> dict:
         return {**out, "status": "failed", "exit_code": int(ExitCode.RUNNER_ERROR), "reason": f"{type(e).__name__}: {e}",
                 "traceback": traceback.format_exc()}
 
+# %% ../nbs/11_sweep.ipynb #44196a8c
+def _stop_idle_workers() -> None:
+    "Shut down joblib's reusable worker pool (a no-op when none was started)"
+    from joblib.externals.loky import get_reusable_executor
+    get_reusable_executor().shutdown(wait=True)
+
 # %% ../nbs/11_sweep.ipynb #24c8ab82
 def sweep(
     job: str,                        # a job name in conf/job, or a notebook path
@@ -55,7 +61,9 @@ def sweep(
                 config_name="config", task_function=partial(sweep_task, force=force), overrides=job_overrides(job, overrides))
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(str(e)) from None
-    finally: restore_gh_from_backup(backup)
+    finally:
+        restore_gh_from_backup(backup)
+        _stop_idle_workers()
     results = []
     for batch in returns:
         for r in batch:
