@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name prodkit --display-name "Python (prodkit)" >/dev/null
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
 	  $(BIN)/nbdev-install-hooks --diff False >/dev/null && \
+	  git config -f .gitconfig merge.jupyternotebook.driver "$(BIN)/nbdev-merge %O %A %B %P" && \
 	  install -m 755 .githooks/pre-commit "$$(git rev-parse --git-path hooks)/pre-commit"; fi
 	@rm -f $(VENV)/.installed-*; touch $@
 	@echo "prodkit installed in $(VENV)"
