@@ -6,6 +6,7 @@
 from __future__ import annotations
 import ast
 import atexit
+import functools
 import json
 import math
 import os
@@ -191,7 +192,9 @@ def write_notebook(nb, path: Path, secrets: list[str], fsync: bool = False) -> N
     "Write `nb` to `path` atomically, with secrets redacted"
     write_atomic(path, json.dumps(redact(dict(nb), secrets, keys=False), indent=1, ensure_ascii=False) + "\n", fsync=fsync)
 
+@functools.cache
 def _register_engine():
+    "Register prodkit's papermill engine (once per process)"
     NBClientEngine, NotebookExecutionManager, papermill_engines = _papermill()
 
     class SafeSavingManager(NotebookExecutionManager):
@@ -317,20 +320,22 @@ def _failed_cell(nb) -> int | None:
         if pm.get("status") in ("failed", "running") or pm.get("exception"): return i
     return None
 
-def _outcome(exc: BaseException | None) -> tuple[ExitCode, str | None]:
+def _outcome(exc: BaseException | None, started: bool, kernel: str) -> tuple[ExitCode, str | None]:
     "Map how execution ended to an exit code and a reason"
     if exc is None: return ExitCode.OK, None
     name = type(exc).__name__
     if isinstance(exc, KeyboardInterrupt): return ExitCode.INTERRUPTED, f"interrupted ({exc or 'KeyboardInterrupt'})"
     if name == "PapermillExecutionError": return ExitCode.CELL_FAILED, f"cell {exc.cell_index} raised {exc.ename}: {exc.evalue}"
-    if name == "CellTimeoutError" or isinstance(exc, TimeoutError) and "cell" in str(exc).lower():
-        return ExitCode.TIMEOUT, f"cell timed out: {str(exc).splitlines()[0] if str(exc) else name}"
+    if name == "CellTimeoutError": return ExitCode.TIMEOUT, f"cell timed out: {str(exc).splitlines()[0] if str(exc) else name}"
     if name == "DeadKernelError": return ExitCode.KERNEL_DIED, f"kernel died: {exc}"
-    return ExitCode.KERNEL_START, f"{name}: {exc}"
+    if name == "NoSuchKernel":
+        return ExitCode.KERNEL_START, f"no Jupyter kernel named {kernel!r} (`make install` registers `prodkit`; `jupyter kernelspec list` shows the others)"
+    if not started: return ExitCode.KERNEL_START, f"kernel {kernel!r} did not start: {name}: {exc}"
+    return ExitCode.RUNNER_ERROR, f"{name}: {exc}"
 
 def _run_papermill(nb, kernel: str, cwd: Path, target: Path, secrets: list[str], cell_timeout, start_retries: int,
                    progress: bool, desc: str):
-    "Execute `nb` with retries on kernel-start failures; return (notebook, exception or None)"
+    "Execute `nb`, retrying kernel-start failures; return (notebook, exception or None, whether any cell started)"
     import papermill
     from jupyter_client.kernelspec import NoSuchKernel
     _register_engine()
@@ -342,14 +347,12 @@ def _run_papermill(nb, kernel: str, cwd: Path, target: Path, secrets: list[str],
                                              execution_timeout=cell_timeout, prodkit_state=state,
                                              extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no TCP warning per run
                                              shutdown_kernel="immediate")     # outputs are collected: no need to wait
-            return out, None
-        except NoSuchKernel as e:
-            return (state["manager"].nb if state["manager"] else nb), e
+            return out, None, True
         except BaseException as e:
             man = state["manager"]
             started = man is not None and man.started
-            if isinstance(e, KeyboardInterrupt) or started or attempt == start_retries:
-                return (man.nb if man else nb), e
+            if isinstance(e, (KeyboardInterrupt, NoSuchKernel)) or started or attempt == start_retries:
+                return (man.nb if man else nb), e, started
             time.sleep(0.5 * (attempt + 1))
 
 def execute(
@@ -394,18 +397,17 @@ def execute(
     nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
     nb.metadata["prodkit"] = {"run_id": rid, "job": job["name"], "config_hash": prov["config_hash"]}
     t0 = time.monotonic()
-    exc = None
     try:
         with _sigterm_interrupts(), _env(**{RUN_DIR_ENV: str(rdir)}):
-            out, exc = _run_papermill(nb, kernel, rdir, rdir/"output.ipynb", secrets, job.get("cell_timeout"),
-                                      int(job.get("start_retries", 2)), progress, desc=f"{job['name']} {rid}")
-    except KeyboardInterrupt as e: out, exc = nb, e
-    code, reason = _outcome(exc)
+            out, exc, started = _run_papermill(nb, kernel, rdir, rdir/"output.ipynb", secrets, job.get("cell_timeout"),
+                                               int(job.get("start_retries", 2)), progress, desc=f"{job['name']} {rid}")
+    except KeyboardInterrupt as e: out, exc, started = nb, e, True
+    code, reason = _outcome(exc, started, kernel)
     if code != ExitCode.OK: out = _failure_banner(out, f"{STATUS_OF[code]}: {reason}", _failed_cell(out))
     write_notebook(out, rdir/"output.ipynb", secrets, fsync=True)
     for name, attr in (("metrics.json", "metrics"), ("measurements.json", "measurements"), ("artifacts.json", "artifacts"), ("links.json", "links")):
         if (rdir/name).exists(): setattr(rec, attr, json.loads((rdir/name).read_text()))
-    rec.status, rec.exit_code, rec.exit_reason = STATUS_OF[code] if code else "succeeded", int(code), reason
+    rec.status, rec.exit_code, rec.exit_reason = STATUS_OF[code], int(code), reason
     rec.ended, rec.duration_s = _now().isoformat(), round(time.monotonic() - t0, 3)
     if None in data.values():   # files the job materialized: record what it read, and key the cache on it
         rec.data = data_hashes(list(data))

@@ -187,7 +187,7 @@ def test_sweep_with_one_failing_job(tmp_path, runs, launcher):
     assert "failed: job 2 (+job.params.n=3" in res.stderr and "3 of 4 jobs succeeded" in res.stdout
 
 def test_sigterm_of_the_runner_marks_the_run_killed(tmp_path, runs):
-    nb = notebook(tmp_path/"long.ipynb", "(run_dir()/'started').write_text('1')", "time.sleep(120)")
+    nb = notebook(tmp_path/"long.ipynb", "(run_dir()/'started').write_text(str(os.getpid()))", "time.sleep(120)")
     proc = subprocess.Popen([PRODKIT, "run", "-q", nb, f"paths.runs_dir={runs}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not list(runs.glob("*/*/started")) and time.monotonic() < deadline: time.sleep(0.1)
@@ -197,6 +197,9 @@ def test_sigterm_of_the_runner_marks_the_run_killed(tmp_path, runs):
     [rec] = records(runs)
     assert rec.status == "killed" and "interrupted" in rec.exit_reason
     json.loads((Path(rec.run_dir)/"output.ipynb").read_text())
+    kernel_pid = int(next(runs.glob("*/*/started")).read_text())
+    time.sleep(1)
+    assert not Path(f"/proc/{kernel_pid}").exists()      # the kernel went with the runner
 
 def test_slurm_launcher_config_composes():
     from hydra import compose as hydra_compose, initialize_config_dir
