@@ -5,9 +5,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
+# Where pip finds torch. Empty: pip's configured indexes (a CPU wheel here). On a machine where that
+# would fetch a CUDA build, point it at a CPU wheel index: make install TORCH_INDEX=<url>.
+TORCH_INDEX ?=
 BIN    := $(VENV)/bin
 # The stamp is keyed on pyproject.toml's content and the torch pin: change either and `make install` reruns.
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)-$(shell echo '$(TORCH)' | sha256sum | cut -c1-6)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)-$(shell echo '$(TORCH) $(TORCH_INDEX)' | sha256sum | cut -c1-6)
 
 .PHONY: help install demo export test lab bench clean
 
@@ -18,7 +21,7 @@ install: $(STAMP) ## create .venv: pinned CPU torch, prodkit editable with dev e
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name prodkit --display-name "Python (prodkit)" >/dev/null
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
@@ -30,7 +33,7 @@ $(STAMP): pyproject.toml
 
 demo: install ## run the train job end to end (breast cancer, MLP, wandb offline); prints where everything is
 	$(BIN)/prodkit run train
-	@echo "List runs: $(BIN)/prodkit runs   Open the notebook: make lab   Upload tracking: wandb sync <wandb_dir>"
+	@echo "Next: $(BIN)/prodkit runs (list runs) | make lab (open notebooks) | $(BIN)/wandb sync <the wandb_dir above> (upload)"
 
 export: install ## nbs/*.ipynb -> prodkit/*.py (nbdev-export)
 	$(BIN)/nbdev-export
@@ -48,5 +51,5 @@ lab: install ## JupyterLab on 127.0.0.1 with the `prodkit` kernel
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean: ## remove .venv, run outputs and caches (keeps data/)
-	rm -rf $(VENV) runs .pytest_cache build *.egg-info
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -5,7 +5,10 @@
 # %% ../nbs/90_cli.ipynb #be8f3a1b
 from __future__ import annotations
 import argparse
+import json
+import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 # %% auto #0
@@ -45,6 +48,9 @@ def cmd_run(args) -> int:
     except ConfigError as e:
         print(f"prodkit: config error: {e}", file=sys.stderr)
         return int(ExitCode.CONFIG_ERROR)
+    except OSError as e:      # e.g. a runs dir that cannot be written
+        print(f"prodkit: cannot run {args.job}: {e}", file=sys.stderr)
+        return int(ExitCode.RUNNER_ERROR)
     _print_record(rec, sys.stdout if rec.status in ("succeeded",) else sys.stderr)
     return 0 if rec.cached else int(rec.exit_code)
 
@@ -83,8 +89,8 @@ def cmd_show(args) -> int:
     from prodkit.runner import find_run
     try: rec = find_run(args.run, _runs_dir(args.runs_dir))
     except ConfigError as e: print(f"prodkit: {e}", file=sys.stderr); return 2
-    print((Path(rec.run_dir)/"run.json").read_text() if not args.brief else "", end="")
     if args.brief: _print_record(rec)
+    else: print(json.dumps({k: v for k, v in asdict(rec).items() if k != "cached"}, indent=2, ensure_ascii=False))
     return 0
 
 def cmd_reproduce(args) -> int:
@@ -137,3 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try: return args.func(args)
     except KeyboardInterrupt: return 130
+    except BrokenPipeError:        # `prodkit runs | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -4,6 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #3f9d2a7b
 from __future__ import annotations
+import inspect
 import os
 from dataclasses import dataclass, field
 from enum import Enum
@@ -22,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 __all__ = ['ALLOWED_TARGETS', 'ConfigError', 'project_root', 'conf_dir', 'TrackingMode', 'PathsConfig', 'OutlierRule',
            'OutlierAction', 'OutlierConfig', 'ColumnSpec', 'DataConfig', 'ModelConfig', 'Optimizer', 'Monitor',
            'TrainConfig', 'TrackingConfig', 'JobConfig', 'ProdkitConfig', 'check_targets', 'instantiate', 'compose',
-           'to_dict', 'as_config']
+           'config_error', 'to_dict', 'as_config']
 
 # %% ../nbs/00_config.ipynb #6f2af318
 class ConfigError(ValueError):
@@ -144,6 +145,7 @@ class TrainConfig:
     min_delta: float = 0.0    # smallest change of `monitor` that counts as an improvement
     threads: int = 1          # torch CPU threads; fixed so results are bit-identical across machines
     progress: bool = True     # show a progress bar
+    resume_from: Optional[str] = None  # an interrupted run's directory: its checkpoint is copied in and training continues
 
 @dataclass
 class TrackingConfig:
@@ -175,7 +177,7 @@ class ProdkitConfig:
 ConfigStore.instance().store(name="prodkit_schema", node=ProdkitConfig)
 
 # %% ../nbs/00_config.ipynb #c4312726
-ALLOWED_TARGETS = ("prodkit.", "torch.nn.", "torch.optim.")
+ALLOWED_TARGETS = ("torch.nn.", "torch.optim.", "prodkit.model.")   # modules whose classes a config may instantiate
 
 def _targets(node, key=""):
     "Yield (dotted key, target) for every `_target_` in a container"
@@ -186,15 +188,24 @@ def _targets(node, key=""):
     elif isinstance(node, list):
         for i, v in enumerate(node): yield from _targets(v, f"{key}[{i}]")
 
+def _allowed(target) -> bool:
+    "True if `target` names a class whose defining module is in `ALLOWED_TARGETS`"
+    if not (isinstance(target, str) and target.startswith(ALLOWED_TARGETS)): return False
+    from hydra.utils import get_object
+    try: obj = get_object(target)
+    except Exception: return False
+    return inspect.isclass(obj) and f"{obj.__module__}.".startswith(ALLOWED_TARGETS)
+
 def check_targets(cfg: DictConfig | dict) -> None:
-    "Raise `ConfigError` if any `_target_` in `cfg` is outside `ALLOWED_TARGETS`"
+    "Raise `ConfigError` if any `_target_` in `cfg` is not a class from `ALLOWED_TARGETS`"
     node = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, (DictConfig, ListConfig)) else cfg
     for key, target in _targets(node):
-        if not (isinstance(target, str) and target.startswith(ALLOWED_TARGETS)):
-            raise ConfigError(f"{key}._target_={target!r} is not allowed; allowed prefixes: {', '.join(ALLOWED_TARGETS)}")
+        if not _allowed(target):
+            raise ConfigError(f"{key}._target_={target!r} is not allowed: a config may only instantiate classes "
+                              f"defined under {', '.join(ALLOWED_TARGETS)}")
 
 def instantiate(cfg: DictConfig, **kwargs):
-    "`hydra.utils.instantiate`, refusing targets outside `ALLOWED_TARGETS`"
+    "`hydra.utils.instantiate`, refusing targets that are not classes from `ALLOWED_TARGETS`"
     from hydra.utils import instantiate as hydra_instantiate
     check_targets(cfg)
     return hydra_instantiate(cfg, **kwargs)
@@ -214,17 +225,21 @@ def compose(
             cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(_explain(e)) from None
+        raise config_error(e) from None
     finally: restore_gh_from_backup(backup)
     check_targets(cfg)
     return cfg
 
 def _explain(e: Exception) -> str:
-    "Hydra's message with its cause's (which names the key), without the stack"
+    "Hydra's message with its cause's (which names the key), without the stack or the search path"
     msg = str(e).strip()
     cause = e.__cause__
     if cause is not None and str(cause).strip() and str(cause).strip() not in msg: msg += f"\n{str(cause).strip()}"
-    return msg
+    return msg.split("\nConfig search path:")[0].strip()
+
+def config_error(e: Exception) -> ConfigError:
+    "A `ConfigError` with the useful part of a Hydra or OmegaConf error's message"
+    return ConfigError(_explain(e))
 
 # %% ../nbs/00_config.ipynb #141be3e5
 def to_dict(cfg: DictConfig) -> dict:

@@ -52,6 +52,9 @@ def _changes_by(cmd: str, folder: str, root: Path | None) -> list[str]:
     root = Path(root or project_root())
     with tempfile.TemporaryDirectory() as tmp:
         copy = _copy_project(root, Path(tmp))
+        if cmd == "nbdev-export":   # start from an empty package, so a module no notebook exports shows up too
+            for f in (copy/"prodkit").rglob("*.py"):
+                if f.name != "__init__.py": f.unlink()
         env = {k: v for k, v in os.environ.items() if k != "IN_TEST"}  # nbdev-export does nothing under nbdev-test
         res = subprocess.run([_tool(cmd)], cwd=copy, capture_output=True, text=True, env=env)
         if res.returncode: raise HygieneError(f"{cmd} failed:\n{res.stdout}{res.stderr}")

@@ -50,14 +50,15 @@ def source_sha256(package_dir: str | Path | None = None) -> str:
 
 # %% ../nbs/02_provenance.ipynb #a4b7b7fa
 def data_files(cfg: dict, key: str = "") -> list[str]:
-    "Paths of data files named by a plain config dict: existing files anywhere, and `path`/`file` keys under `data`"
+    "Absolute paths of data files named by a plain config dict"
     out = []
     for k, v in cfg.items():
         dotted = f"{key}.{k}" if key else str(k)
+        if dotted in ("job", "hydra"): continue
         if isinstance(v, dict): out += data_files(v, dotted)
-        elif isinstance(v, str) and v.strip():
+        elif isinstance(v, str) and Path(v).is_absolute():
             named = dotted.startswith("data.") and dotted.rsplit(".", 1)[-1].endswith(("path", "file"))
-            if named or ("/" in v and Path(v).is_file()): out.append(v)
+            if named or Path(v).is_file(): out.append(v)
     return sorted(set(out))
 
 def data_hashes(paths: list[str]) -> dict[str, str | None]:

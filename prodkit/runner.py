@@ -25,15 +25,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, as_config, compose, to_dict
+from .config import ConfigError, as_config, compose, project_root, to_dict
 from .provenance import data_files, data_hashes, environment, file_sha256, git_state, object_sha256, source_sha256
 from .safe_write import env_secrets, redact, redact_override, secret_values, write_atomic, write_json
 
 # %% auto #0
 __all__ = ['RUN_DIR_ENV', 'STATUS_OF', 'run_dir', 'record', 'measure', 'artifact', 'link', 'ExitCode', 'RunRecord',
            'parameters_cell', 'injected_source', 'inject', 'skip_slow_optional_imports', 'write_notebook',
-           'new_run_dir', 'default_kernel', 'job_overrides', 'compose_job', 'job_config', 'iter_runs', 'find_cached',
-           'execute', 'run_job', 'list_runs', 'find_run', 'compare_metrics', 'reproduce']
+           'new_run_dir', 'default_kernel', 'job_of_notebook', 'job_overrides', 'compose_job', 'job_config',
+           'iter_runs', 'find_cached', 'execute', 'run_job', 'list_runs', 'find_run', 'compare_metrics', 'reproduce']
 
 # %% ../nbs/10_runner.ipynb #bd9facce
 RUN_DIR_ENV = "PRODKIT_RUN_DIR"
@@ -247,11 +247,21 @@ def default_kernel() -> str:
 
 def _quote(v: str) -> str: return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
+def job_of_notebook(nb: Path) -> str | None:
+    "The job in conf/job whose notebook is `nb`, if any"
+    root = project_root()
+    for f in sorted((root/"conf"/"job").glob("*.yaml")):
+        job = (OmegaConf.load(f).get("job") or {})
+        path = job.get("notebook") if isinstance(job, DictConfig) else None
+        if isinstance(path, str) and "???" not in path and (root/path).resolve() == nb: return f.stem
+    return None
+
 def job_overrides(job: str, overrides: list[str] | tuple = ()) -> list[str]:
-    "Hydra overrides selecting `job`: a name in conf/job, or a notebook path (run as the ad-hoc job `notebook`)"
+    "Hydra overrides selecting `job`: a name in conf/job, or a notebook path (its job's, else the ad-hoc job `notebook`)"
     if job.endswith(".ipynb"):
         nb = Path(job).expanduser().resolve()
         if not nb.is_file(): raise ConfigError(f"notebook {job} does not exist")
+        if name := job_of_notebook(nb): return [f"job={name}", *overrides]
         return ["job=notebook", f"job.notebook={_quote(str(nb))}", f"job.name={_quote(nb.stem)}", *overrides]
     return [f"job={job}", *overrides]
 
@@ -325,7 +335,7 @@ def _outcome(exc: BaseException | None, started: bool, kernel: str) -> tuple[Exi
     if exc is None: return ExitCode.OK, None
     name = type(exc).__name__
     if isinstance(exc, KeyboardInterrupt): return ExitCode.INTERRUPTED, f"interrupted ({exc or 'KeyboardInterrupt'})"
-    if name == "PapermillExecutionError": return ExitCode.CELL_FAILED, f"cell {exc.cell_index} raised {exc.ename}: {exc.evalue}"
+    if name == "PapermillExecutionError": return ExitCode.CELL_FAILED, f"cell In [{exc.exec_count}] raised {exc.ename}: {exc.evalue}"
     if name == "CellTimeoutError": return ExitCode.TIMEOUT, f"cell timed out: {str(exc).splitlines()[0] if str(exc) else name}"
     if name == "DeadKernelError": return ExitCode.KERNEL_DIED, f"kernel died: {exc}"
     if name == "NoSuchKernel":
@@ -379,7 +389,9 @@ def execute(
     safe_overrides = [redact_override(o, secrets) for o in overrides]
     data = data_hashes(data_files(plain))
     prov = dict(config_hash=object_sha256(safe_cfg), notebook_sha256=file_sha256(nb_path), source_sha256=source_sha256(), data=data)
-    cache_key = object_sha256(prov)
+    # secrets are redacted from the config hash; their hash still tells two runs apart, without being stored
+    secrets_sha256 = object_sha256(sorted(secret_values(plain)))
+    cache_key = object_sha256({**prov, "secrets": secrets_sha256})
     runs_dir = Path(plain["paths"]["runs_dir"])
     if not force and (hit := find_cached(runs_dir, job["name"], cache_key)):
         hit.cached = True
@@ -411,7 +423,7 @@ def execute(
     rec.ended, rec.duration_s = _now().isoformat(), round(time.monotonic() - t0, 3)
     if None in data.values():   # files the job materialized: record what it read, and key the cache on it
         rec.data = data_hashes(list(data))
-        rec.cache_key = object_sha256({**prov, "data": rec.data})
+        rec.cache_key = object_sha256({**prov, "data": rec.data, "secrets": secrets_sha256})
     rec.save()
     return rec
 
@@ -430,22 +442,24 @@ def _alive(pid: int) -> bool:
     except PermissionError: return True
     return True
 
+def _orphans_killed(r: RunRecord) -> RunRecord:
+    "A `running` record whose runner process is gone, shown as `killed`"
+    if r.status == "running" and r.host == socket.gethostname() and r.pid and not _alive(r.pid):
+        r.status, r.exit_reason = "killed", "the runner process is gone"
+    return r
+
 def list_runs(runs_dir: str | Path, job: str | None = None, status: str | None = None) -> list[RunRecord]:
     "Runs under `runs_dir`, oldest first, optionally one job's or one status's"
-    out = []
-    for r in iter_runs(runs_dir, job):
-        if r.status == "running" and r.host == socket.gethostname() and r.pid and not _alive(r.pid):
-            r.status, r.exit_reason = "killed", "the runner process is gone"
-        if status is None or r.status == status: out.append(r)
-    return out
+    runs = (_orphans_killed(r) for r in iter_runs(runs_dir, job))
+    return [r for r in runs if status is None or r.status == status]
 
 def find_run(ref: str, runs_dir: str | Path) -> RunRecord:
     "A run by id, id prefix, or directory"
-    if (p := Path(ref)).is_dir() and (p/"run.json").exists(): return RunRecord.load(p)
+    if (p := Path(ref)).is_dir() and (p/"run.json").exists(): return _orphans_killed(RunRecord.load(p))
     hits = [r for r in iter_runs(runs_dir) if r.id.startswith(ref) or Path(r.run_dir).name == ref]
     if not hits: raise ConfigError(f"no run {ref!r} under {runs_dir}")
     if len({r.id for r in hits}) > 1: raise ConfigError(f"{ref!r} matches {len(hits)} runs: {', '.join(r.id for r in hits)}")
-    return hits[0]
+    return _orphans_killed(hits[0])
 
 def compare_metrics(old: dict, new: dict, rtol: float = 0.0) -> list[str]:
     "Differences between two metric dicts; floats compare within relative tolerance `rtol`"

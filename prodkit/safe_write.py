@@ -12,19 +12,24 @@ from collections.abc import Mapping
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SECRET_NAME', 'REDACTED', 'is_secret_name', 'env_secrets', 'scrub', 'redact', 'secret_values', 'redact_override',
-           'write_atomic', 'write_json']
+__all__ = ['SECRET_WORDS', 'REDACTED', 'MIN_SECRET_LEN', 'is_secret_name', 'env_secrets', 'scrub', 'redact', 'secret_values',
+           'redact_override', 'write_atomic', 'write_json']
 
 # %% ../nbs/01_safe_write.ipynb #21851137
-SECRET_NAME = re.compile(r"key|token|secret|password|passwd", re.IGNORECASE)
+SECRET_WORDS = {"key", "apikey", "token", "authtoken", "secret", "password", "passwd", "credential", "credentials"}
 REDACTED = "***REDACTED***"
+
+def _words(name: str) -> list[str]:
+    return [w.lower() for w in re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", str(name))]
 
 def is_secret_name(name: str) -> bool:
     "True if `name` (a config key or an environment variable) looks like it holds a secret"
-    return bool(SECRET_NAME.search(str(name)))
+    return any(w in SECRET_WORDS for w in _words(name))
 
 # %% ../nbs/01_safe_write.ipynb #f4fef990
-def env_secrets(environ: Mapping[str, str] | None = None, min_len: int = 6) -> list[str]:
+MIN_SECRET_LEN = 8
+
+def env_secrets(environ: Mapping[str, str] | None = None, min_len: int = MIN_SECRET_LEN) -> list[str]:
     "Values of secret-looking environment variables, longest first"
     environ = os.environ if environ is None else environ
     vals = {v for k, v in environ.items() if is_secret_name(k) and len(v) >= min_len}
@@ -52,7 +57,7 @@ def secret_values(obj) -> list[str]:
     out = []
     if isinstance(obj, Mapping):
         for k, v in obj.items():
-            if is_secret_name(k) and isinstance(v, str) and len(v) >= 4: out.append(v)
+            if is_secret_name(k) and isinstance(v, str) and len(v) >= MIN_SECRET_LEN: out.append(v)
             else: out += secret_values(v)
     elif isinstance(obj, (list, tuple)):
         for v in obj: out += secret_values(v)

@@ -5,17 +5,19 @@
 # %% ../nbs/11_sweep.ipynb #89d9f5a4
 from __future__ import annotations
 import traceback
+import uuid
+from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, conf_dir
+from .config import ConfigError, compose, conf_dir, config_error
 from .runner import ExitCode, execute, job_overrides, skip_slow_optional_imports
-from .safe_write import env_secrets, redact_override, write_json
+from .safe_write import MIN_SECRET_LEN, env_secrets, is_secret_name, redact, redact_override, write_atomic, write_json
 
 # %% auto #0
-__all__ = ['sweep_task', 'sweep']
+__all__ = ['sweep_task', 'scrub_sweep_dir', 'sweep']
 
 # %% ../nbs/11_sweep.ipynb #01bf5809
 def sweep_task(cfg: DictConfig, force: bool = False) -> dict:
@@ -42,6 +44,33 @@ def _stop_idle_workers() -> None:
     get_reusable_executor().shutdown(wait=True)
 
 # %% ../nbs/11_sweep.ipynb #24c8ab82
+def _secret_override_values(overrides) -> list[str]:
+    "Values (each point of a comma list) of overrides whose key looks like a secret"
+    out = []
+    for o in overrides:
+        key, sep, val = o.partition("=")
+        if sep and is_secret_name(key.rsplit(".", 1)[-1]): out += [v for v in val.split(",") if len(v) >= MIN_SECRET_LEN]
+    return out
+
+def scrub_sweep_dir(sweep_dir: Path, overrides) -> None:
+    "Redact Hydra's `multirun.yaml` and remove submitit's pickles in `sweep_dir`"
+    secrets = env_secrets() + _secret_override_values(overrides)
+    if (f := sweep_dir/"multirun.yaml").exists():
+        cfg = OmegaConf.to_container(OmegaConf.load(f), resolve=False)
+        for k, v in cfg.get("hydra", {}).get("overrides", {}).items():
+            cfg["hydra"]["overrides"][k] = [redact_override(o, secrets) for o in v]
+        write_atomic(f, OmegaConf.to_yaml(OmegaConf.create(redact(cfg, secrets))))
+    for pkl in sweep_dir.rglob("*.pkl"): pkl.unlink()
+    for d in sorted(sweep_dir.iterdir()):
+        if d.is_dir() and not any(d.iterdir()): d.rmdir()
+
+# %% ../nbs/11_sweep.ipynb #2a0c6642
+def _sweep_dir(job: str, overrides) -> Path:
+    "A new sweep directory under the runs dir that `overrides` select (paths overrides are never swept)"
+    fixed = [o for o in overrides if o.lstrip("+~").startswith("paths.") and "," not in o]
+    runs_dir = Path(compose(overrides=fixed).paths.runs_dir)
+    return runs_dir/"_sweeps"/f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:8]}"
+
 def sweep(
     job: str,                        # a job name in conf/job, or a notebook path
     overrides: list[str] | tuple = (),  # Hydra overrides; comma lists sweep, e.g. ["train.lr=1e-3,1e-2"]
@@ -53,17 +82,20 @@ def sweep(
     from hydra.errors import HydraException
     from hydra.initialize import get_gh_backup, restore_gh_from_backup
     from omegaconf.errors import OmegaConfBaseException
+    sweep_dir = _sweep_dir(job, overrides)
     backup = get_gh_backup()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name=Path(job).stem):
             returns = GlobalHydra.instance().hydra.multirun(
-                config_name="config", task_function=partial(sweep_task, force=force), overrides=job_overrides(job, overrides))
+                config_name="config", task_function=partial(sweep_task, force=force),
+                overrides=[*job_overrides(job, overrides), f"hydra.sweep.dir={sweep_dir}"])
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(str(e)) from None
+        raise config_error(e) from None
     finally:
         restore_gh_from_backup(backup)
         _stop_idle_workers()
+        if sweep_dir.exists(): scrub_sweep_dir(sweep_dir, overrides)
     results = []
     for batch in returns:
         for r in batch:
@@ -71,7 +103,5 @@ def sweep(
             except Exception as e: results.append(dict(num=len(results), status="failed", exit_code=int(ExitCode.RUNNER_ERROR),
                                                       reason=f"{type(e).__name__}: {e}"))
     results.sort(key=lambda r: r["num"])
-    if results and results[0].get("run_dir"):
-        write_json(Path(results[0]["run_dir"]).parents[1]/"_sweeps"/f"{Path(results[0]['run_dir']).name}.json",
-                   dict(job=job, overrides=list(overrides), jobs=results))
+    write_json(sweep_dir/"sweep.json", dict(job=job, overrides=[redact_override(o) for o in overrides], jobs=results))
     return results

@@ -22,10 +22,12 @@ from tqdm import tqdm
 from .config import Monitor, Optimizer, to_dict
 from .data import Split
 from .model import Classifier, save_model, save_torch_atomic, to_tensors, weights_sha256
+from .safe_write import write_atomic
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'TrainingError', 'deterministic', 'epoch_seed', 'make_optimizer', 'train_epoch',
-           'loss_and_accuracy', 'run_key', 'TrainState', 'save_checkpoint', 'load_checkpoint', 'FitResult', 'fit']
+           'loss_and_accuracy', 'run_key', 'TrainState', 'save_checkpoint', 'load_checkpoint', 'FitResult', 'fit',
+           'copy_checkpoints']
 
 # %% ../nbs/05_train.ipynb #4efa3957
 class TrainingError(RuntimeError):
@@ -86,7 +88,7 @@ def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
 
 # %% ../nbs/05_train.ipynb #5575fdfd
 CHECKPOINT_FORMAT = "prodkit.checkpoint/1"
-_NOT_IN_KEY = ("epochs", "patience", "progress")
+_NOT_IN_KEY = ("epochs", "patience", "progress", "resume_from")
 
 def run_key(model: Classifier, split: Split, cfg: DictConfig, seed: int) -> dict:
     "What must match for a checkpoint to be resumed: model and train config, split, seed"
@@ -195,7 +197,8 @@ def fit(
                 else: state.bad_epochs += 1
                 state.stopped_early = bool(cfg.patience) and state.bad_epochs >= cfg.patience
                 if last is not None: save_checkpoint(last, model, opt, state, key)
-                bar.update(1); bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val['loss']:.4f}", val_acc=f"{val['accuracy']:.3f}")
+                bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val['loss']:.4f}", val_acc=f"{val['accuracy']:.3f}", refresh=False)
+                bar.update(1)
                 if on_epoch is not None: on_epoch(dict(record))
         finally: bar.close()
     if state.best_weights is None: raise TrainingError(f"no epoch was trained: train.epochs={cfg.epochs}")
@@ -203,3 +206,16 @@ def fit(
     model.eval()
     return FitResult(model, state.history, state.best_epoch, state.best_score, monitor.value, state.stopped_early,
                      resumed_from, weights_sha256(model), ckdir, time.perf_counter() - start)
+
+def copy_checkpoints(
+    source: str | Path,   # an earlier run's directory, or its checkpoints/ directory
+    dest: str | Path,     # this run's checkpoint directory
+) -> Path:
+    "Copy an interrupted run's `last.pt` (and `best.pt`) into `dest`, so `fit` resumes from it and `source` stays untouched"
+    src = Path(source)
+    if (src/"checkpoints"/"last.pt").is_file(): src = src/"checkpoints"
+    if not (src/"last.pt").is_file(): raise TrainingError(f"train.resume_from={source}: no last.pt there (give a run directory or its checkpoints/)")
+    dest = Path(dest)
+    for name in ("last.pt", "best.pt"):
+        if (src/name).is_file(): write_atomic(dest/name, (src/name).read_bytes())
+    return dest

@@ -1,5 +1,6 @@
 import os, shutil, subprocess, sys
 from pathlib import Path
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,3 +22,12 @@ def project_copy(tmp_path):
     for d in ("conf", "nbs", "prodkit"):
         shutil.copytree(ROOT/d, dst/d, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
     return dst
+
+def tagged_processes(tag: str) -> list[str]:
+    "Live processes whose environment carries PRODKIT_TEST_TAG=<tag> (children of a job inherit it)"
+    found = []
+    for proc in psutil.process_iter(["pid", "name"]):
+        try:
+            if f"PRODKIT_TEST_TAG={tag}".encode() in Path(f"/proc/{proc.pid}/environ").read_bytes(): found.append(f"{proc.pid} {proc.info['name']}")
+        except (OSError, psutil.Error): pass
+    return found

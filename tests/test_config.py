@@ -49,6 +49,13 @@ def test_forbidden_target_is_refused_at_compose_and_instantiate():
     with pytest.raises(ConfigError, match="builtins.eval"): instantiate(OmegaConf.create({"_target_": "builtins.eval", "_args_": ["1"]}))
     assert instantiate(OmegaConf.create({"_target_": "torch.nn.ReLU"})).__class__.__name__ == "ReLU"
 
+@pytest.mark.parametrize("target", ["torch.nn.modules.module.torch.load",   # a function reached through torch.nn's namespace
+                                    "torch.nn.functional.relu",             # a function, not a class
+                                    "prodkit.safe_write.write_atomic",      # prodkit, but not a model class
+                                    "prodkit.model.torch.save"])
+def test_allow_list_checks_what_a_target_resolves_to(target):
+    with pytest.raises(ConfigError, match="not allowed"): compose(overrides=[f"+model._target_={target}"])
+
 def test_compose_from_another_cwd_in_a_fresh_interpreter():
     code = "from prodkit.config import compose; c = compose(overrides=['seed=5']); print(c.paths.root, c.seed)"
     res = run(PY, "-c", code, cwd="/", check=True)

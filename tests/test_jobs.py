@@ -1,11 +1,10 @@
 "The train job end to end through `prodkit run`: real kernels, real training, real wandb offline runs."
-import json, sys
+import json, subprocess, sys, time, uuid
 from pathlib import Path
 import nbformat
-import psutil
 import pytest
 from prodkit.runner import RunRecord
-from conftest import run
+from conftest import run, tagged_processes
 
 PRODKIT = Path(sys.executable).parent/"prodkit"
 pytestmark = pytest.mark.slow
@@ -18,7 +17,8 @@ def train(runs: Path, *overrides, env=None) -> RunRecord:
     return RunRecord.load(sorted(runs.glob("train/*/run.json"))[-1].parent)
 
 def test_train_job_records_metrics_artifacts_plots_and_a_complete_wandb_run(tmp_path):
-    rec = train(tmp_path/"runs", env={"WANDB_API_KEY": "wk-0123456789abcdef0123"})
+    tag = uuid.uuid4().hex
+    rec = train(tmp_path/"runs", env={"WANDB_API_KEY": "wk-0123456789abcdef0123", "PRODKIT_TEST_TAG": tag})
     d = Path(rec.run_dir)
     assert {"accuracy", "f1", "roc_auc", "ece", "weights_sha256"} <= set(rec.metrics)
     assert 0.5 < rec.metrics["accuracy"] <= 1 and 0 <= rec.metrics["ece"] <= 1 and len(rec.metrics["weights_sha256"]) == 64
@@ -34,7 +34,7 @@ def test_train_job_records_metrics_artifacts_plots_and_a_complete_wandb_run(tmp_
     wdir = Path(rec.links["wandb_dir"])
     assert rec.links["wandb_run_id"] in wdir.name and wdir.is_relative_to(d)
     assert list(wdir.glob("run-*.wandb")) and (wdir/"files").is_dir()
-    assert not [p for p in psutil.process_iter(["name", "cmdline"]) if "wandb" in " ".join(p.info["cmdline"] or []) and "service" in " ".join(p.info["cmdline"] or [])]
+    assert tagged_processes(tag) == []                      # no kernel, no wandb service outlives the job
     for p in d.rglob("*"):
         if p.is_file(): assert b"wk-0123456789abcdef0123" not in p.read_bytes(), p
 
@@ -50,3 +50,23 @@ def test_digits_with_a_cnn_through_the_same_job(tmp_path):
     rec = train(tmp_path/"runs", "data=digits", "model=cnn", "tracking.mode=disabled")
     assert rec.metrics["accuracy"] > 0.5 and 0.5 < rec.metrics["roc_auc"] <= 1   # 10 classes: one-vs-rest AUC
     assert "digits" in (Path(rec.run_dir)/"config.yaml").read_text()
+
+def test_a_killed_train_job_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    runs, data = tmp_path/"runs", tmp_path/"data"
+    args = ["train", f"paths.runs_dir={runs}", f"paths.data_dir={data}", "data=synthetic", "data.n_rows=20000",
+            "train.epochs=40", "train.patience=0", "tracking.mode=disabled"]
+    proc = subprocess.Popen([PRODKIT, "run", "-q", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("train/*/checkpoints/last.pt")) and time.monotonic() < deadline: time.sleep(0.1)
+    time.sleep(1.0)                                           # a few more epochs, then a hard kill mid-training
+    proc.kill(); proc.communicate(timeout=60)
+    [killed] = [p.parent for p in runs.glob("train/*/run.json")]
+    assert not (killed/"model.pt").exists()                   # it really stopped before the end
+    resumed = run(PRODKIT, "run", "-q", *args, f"train.resume_from={killed}", timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = run(PRODKIT, "run", "-q", "--force", *args, timeout=600)
+    assert straight.returncode == 0, straight.stderr
+    recs = {r.run_dir: r for r in (RunRecord.load(p.parent) for p in runs.glob("train/*/run.json"))}
+    done = [r for r in recs.values() if r.status == "succeeded"]
+    assert len(done) == 2 and done[0].metrics["weights_sha256"] == done[1].metrics["weights_sha256"]
+    assert "resumed" in (Path(next(r for r in done if "resume_from" in " ".join(r.overrides)).run_dir)/"output.ipynb").read_text()

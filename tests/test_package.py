@@ -1,5 +1,6 @@
 "The generated package: every module imports in a fresh interpreter, and the hygiene checks catch drift."
 import json
+import shutil
 import pkgutil
 import pytest
 import prodkit
@@ -58,4 +59,23 @@ def test_ci_runs_the_readme_test_command():
 
 def test_make_help_lists_every_target():
     out = run("make", "-s", "help", check=True).stdout
-    for target in ("install", "export", "test", "lab", "clean"): assert f"make {target}" in out
+    for target in ("install", "demo", "export", "test", "lab", "bench", "clean"): assert f"make {target}" in out
+
+def test_pre_commit_hook_commits_the_clean_version_and_leaves_the_working_tree(tmp_path):
+    repo = tmp_path/"repo"
+    (repo/"nbs").mkdir(parents=True)
+    shutil.copy2(ROOT/"pyproject.toml", repo)
+    (repo/".venv").symlink_to(ROOT/".venv")
+    nb = json.loads((ROOT/"nbs"/"00_config.ipynb").read_text())
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["execution_count"], code["metadata"] = 7, {"tags": ["parameters"], "collapsed": True}
+    (repo/"nbs"/"x.ipynb").write_text(json.dumps(nb, indent=1) + "\n")
+    git = lambda *a: run("git", "-c", "user.name=t", "-c", "user.email=t@t", *a, cwd=repo, check=True)
+    git("init", "-q")
+    shutil.copy2(ROOT/".githooks"/"pre-commit", repo/".git"/"hooks"/"pre-commit")
+    git("add", "nbs/x.ipynb")
+    git("commit", "-qm", "x")
+    committed = json.loads(git("show", "HEAD:nbs/x.ipynb").stdout)
+    cell = next(c for c in committed["cells"] if c["cell_type"] == "code")
+    assert cell["execution_count"] is None and cell["metadata"] == {"tags": ["parameters"]}
+    assert '"execution_count": 7' in (repo/"nbs"/"x.ipynb").read_text()     # the working tree is the user's

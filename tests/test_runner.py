@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 from prodkit.config import compose
 from prodkit.runner import ExitCode, RunRecord, execute, job_overrides
-from conftest import run
+from conftest import ROOT, run
 
 PRODKIT = Path(sys.executable).parent/"prodkit"
 pytestmark = pytest.mark.slow
@@ -209,3 +209,27 @@ def test_slurm_launcher_config_composes():
                             return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.cpus_per_task) == ("cpu", 2)
+
+def test_secrets_in_a_sweep_reach_no_file(tmp_path, runs):
+    env_secret, cfg_secrets = "tok-ENV-sweep-77aa99", ["CFGSECRET_AAA111", "CFGSECRET_BBB222"]
+    nb = notebook(tmp_path/"s.ipynb", "print(os.environ['MY_API_TOKEN'], cfg['job']['params'])\nrecord(x=1)")
+    res = prodkit("run", "-m", nb, f"paths.runs_dir={runs}", "+job.params.api_key=" + ",".join(cfg_secrets),
+                  "hydra/launcher=basic", env={"MY_API_TOKEN": env_secret})
+    assert res.returncode == 0, res.stderr
+    assert len(records(runs)) == 2              # redacted alike, the two points still run separately
+    files = [p for p in runs.rglob("*") if p.is_file()]
+    assert any(p.name == "multirun.yaml" for p in files) and any(p.name == "sweep.json" for p in files)
+    for p in files:
+        text = p.read_text(errors="replace")
+        for s in (env_secret, *cfg_secrets): assert s not in text, p
+
+def test_cache_does_not_depend_on_the_working_directory(tmp_path, runs):
+    first = run(PRODKIT, "run", "-q", "hello", f"paths.runs_dir={runs}", cwd=ROOT)
+    second = run(PRODKIT, "run", "-q", "hello", f"paths.runs_dir={runs}", cwd=tmp_path)
+    assert first.returncode == second.returncode == 0 and "skipped" in second.stdout
+
+def test_a_notebook_path_runs_as_its_configured_job(tmp_path, runs):
+    res = run(PRODKIT, "run", "-q", ROOT/"nbs"/"jobs"/"hello.ipynb", f"paths.runs_dir={runs}", "job.params.n=4", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    [rec] = records(runs)
+    assert rec.job == "hello" and rec.metrics == {"n": 4, "total": 14}

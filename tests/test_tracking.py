@@ -11,19 +11,9 @@ import psutil
 import pytest
 from prodkit.config import compose
 from prodkit.tracking import read_offline_run, tracker
-from conftest import PY, ROOT, run
+from conftest import tagged_processes, PY, ROOT, run
 
 SECRET = "sk-live-" + "7" * 24
-
-
-def tagged_processes(tag: str) -> list[str]:
-    "Live processes whose environment carries PRODKIT_TEST_TAG=<tag> (children of a job inherit it)"
-    found = []
-    for proc in psutil.process_iter(["pid", "name"]):
-        try:
-            if f"PRODKIT_TEST_TAG={tag}".encode() in Path(f"/proc/{proc.pid}/environ").read_bytes(): found.append(f"{proc.pid} {proc.info['name']}")
-        except (OSError, psutil.Error): pass
-    return found
 
 
 def wandb_children() -> list[str]:
