@@ -4,6 +4,7 @@
 
 # %% ../nbs/11_sweep.ipynb #89d9f5a4
 from __future__ import annotations
+import sys
 import traceback
 import uuid
 from datetime import datetime, timezone
@@ -29,6 +30,8 @@ def sweep_task(cfg: DictConfig, force: bool = False) -> dict:
     out = dict(num=hc.job.num, overrides=[redact_override(o, env_secrets()) for o in overrides])
     try:
         rec = execute(cfg, overrides=overrides, force=force, progress=False)
+        print(f"sweep: job {out['num']} {rec.status}{' (cached)' if rec.cached else ''} in {rec.duration_s or 0:.1f} s: {rec.run_dir}",
+              file=sys.stderr, flush=True)   # progress while the others run
         return {**out, "id": rec.id, "status": rec.status, "exit_code": rec.exit_code, "reason": rec.exit_reason,
                 "run_dir": rec.run_dir, "cached": rec.cached, "metrics": rec.metrics}
     except ConfigError as e:
