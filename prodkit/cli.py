@@ -33,10 +33,11 @@ def _print_record(rec, out=None) -> None:
     if rec.cached:
         print(f"skipped: an identical run succeeded before ({rec.id}); use --force to run again", file=out)
     else: print(f"{rec.status}: run {rec.id} of {rec.job} in {rec.duration_s:.1f} s" + (f" ({rec.exit_reason})" if rec.exit_reason else ""), file=out)
-    print(f"  run dir   {where}", file=out)
-    print(f"  notebook  {where/'output.ipynb'}", file=out)
-    if rec.metrics: print(f"  metrics   {_fmt_metrics(rec.metrics, 8)}", file=out)
-    for k, v in rec.links.items(): print(f"  {k:<9} {v}", file=out)
+    rows = [("run dir", where), ("notebook", where/"output.ipynb")]
+    if rec.metrics: rows.append(("metrics", _fmt_metrics(rec.metrics, 8)))
+    rows += list(rec.links.items())
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows: print(f"  {k:<{width}}  {v}", file=out)
 
 def cmd_run(args) -> int:
     "Run a job (or sweep it with -m)"
