@@ -52,6 +52,11 @@ def cmd_run(args) -> int:
     except OSError as e:      # e.g. a runs dir that cannot be written
         print(f"prodkit: cannot run {args.job}: {e}", file=sys.stderr)
         return int(ExitCode.RUNNER_ERROR)
+    except Exception:         # a bug in prodkit: show it, with its own exit code
+        import traceback
+        traceback.print_exc()
+        print(f"prodkit: internal error while running {args.job} (exit {int(ExitCode.RUNNER_ERROR)}); please report it", file=sys.stderr)
+        return int(ExitCode.RUNNER_ERROR)
     _print_record(rec, sys.stdout if rec.status in ("succeeded",) else sys.stderr)
     return 0 if rec.cached else int(rec.exit_code)
 
@@ -137,11 +142,24 @@ def parser() -> argparse.ArgumentParser:
         s.set_defaults(func=f)
     return p
 
+_RUN_FLAGS, _RUN_VALUED = {"-m", "--multirun", "--force", "-q", "--quiet", "-h", "--help"}, {"--kernel"}
+
+def _options_first(argv: list[str]) -> list[str]:
+    "Move `run`'s options before the job, so they may follow it: `prodkit run train --force seed=1`"
+    if not argv or argv[0] != "run": return argv
+    opts, rest, it = [], [], iter(argv[1:])
+    for a in it:
+        if a in _RUN_FLAGS: opts.append(a)
+        elif a in _RUN_VALUED: opts += [a, next(it, "")]
+        elif a.startswith("--kernel="): opts.append(a)
+        else: rest.append(a)
+    return ["run", *opts, *rest]
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `prodkit` command"
     from prodkit.runner import skip_slow_optional_imports
     skip_slow_optional_imports()   # the CLI only: saves a second of start-up (see `prodkit.runner`)
-    args = parser().parse_args(argv)
+    args = parser().parse_args(_options_first(sys.argv[1:] if argv is None else list(argv)))
     try: return args.func(args)
     except KeyboardInterrupt: return 130
     except BrokenPipeError:        # `prodkit runs | head`: the reader left; say nothing more

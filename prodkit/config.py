@@ -20,10 +20,10 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 # %% auto #0
-__all__ = ['ALLOWED_TARGETS', 'ConfigError', 'project_root', 'conf_dir', 'TrackingMode', 'PathsConfig', 'OutlierRule',
-           'OutlierAction', 'OutlierConfig', 'ColumnSpec', 'DataConfig', 'ModelConfig', 'Optimizer', 'Monitor',
-           'TrainConfig', 'TrackingConfig', 'JobConfig', 'ProdkitConfig', 'check_targets', 'instantiate', 'compose',
-           'config_error', 'to_dict', 'as_config']
+__all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'ConfigError', 'project_root', 'conf_dir', 'TrackingMode', 'PathsConfig',
+           'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec', 'DataConfig', 'ModelConfig', 'Optimizer',
+           'Monitor', 'TrainConfig', 'TrackingConfig', 'JobConfig', 'ProdkitConfig', 'check_targets', 'instantiate',
+           'compose', 'config_error', 'validate', 'to_dict', 'as_config']
 
 # %% ../nbs/00_config.ipynb #6f2af318
 class ConfigError(ValueError):
@@ -227,8 +227,7 @@ def compose(
     except (HydraException, OmegaConfBaseException) as e:
         raise config_error(e) from None
     finally: restore_gh_from_backup(backup)
-    check_targets(cfg)
-    return cfg
+    return validate(cfg)
 
 def _explain(e: Exception) -> str:
     "Hydra's message with its cause's (which names the key), without the stack or the search path"
@@ -240,6 +239,21 @@ def _explain(e: Exception) -> str:
 def config_error(e: Exception) -> ConfigError:
     "A `ConfigError` with the useful part of a Hydra or OmegaConf error's message"
     return ConfigError(_explain(e))
+
+# %% ../nbs/00_config.ipynb #1c413acc
+PATH_KEYS = ("data.path", "data.outliers.quarantine_path", "train.resume_from")   # relative to paths.root
+MUST_EXIST = ("train.resume_from",)
+
+def validate(cfg: DictConfig) -> DictConfig:
+    "Check `_target_`s, make `PATH_KEYS` absolute (from `paths.root`) and check `MUST_EXIST` paths; returns `cfg`"
+    check_targets(cfg)
+    for key in PATH_KEYS:
+        v = OmegaConf.select(cfg, key, default=None)
+        if isinstance(v, str) and v and not Path(v).is_absolute(): OmegaConf.update(cfg, key, str(Path(cfg.paths.root)/v))
+    for key in MUST_EXIST:
+        v = OmegaConf.select(cfg, key, default=None)
+        if v and not Path(v).exists(): raise ConfigError(f"{key}={v} does not exist")
+    return cfg
 
 # %% ../nbs/00_config.ipynb #141be3e5
 def to_dict(cfg: DictConfig) -> dict:

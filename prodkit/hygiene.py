@@ -54,15 +54,18 @@ def _changes_by(cmd: str, folder: str, root: Path | None) -> list[str]:
         copy = _copy_project(root, Path(tmp))
         if cmd == "nbdev-export":   # start from an empty package, so a module no notebook exports shows up too
             for f in (copy/"prodkit").rglob("*.py"):
-                if f.name != "__init__.py": f.unlink()
+                if f != copy/"prodkit"/"__init__.py": f.unlink()
         env = {k: v for k, v in os.environ.items() if k != "IN_TEST"}  # nbdev-export does nothing under nbdev-test
         res = subprocess.run([_tool(cmd)], cwd=copy, capture_output=True, text=True, env=env)
         if res.returncode: raise HygieneError(f"{cmd} failed:\n{res.stdout}{res.stderr}")
         return changed_files(root/folder, copy/folder)
 
 def export_drift(root: Path | None = None) -> list[str]:
-    "Files in the package that `nbdev-export` would change"
-    return _changes_by("nbdev-export", "prodkit", root)
+    "Files in the package that `nbdev-export` would change, and a hand-written `__init__.py`"
+    root = Path(root or project_root())
+    init = root/"prodkit"/"__init__.py"
+    extra = [ln for ln in init.read_text().splitlines() if ln.strip() and not ln.startswith("__version__")]
+    return sorted(_changes_by("nbdev-export", "prodkit", root) + (["prodkit/__init__.py"] if extra else []))
 
 def unclean_notebooks(root: Path | None = None) -> list[str]:
     "Notebooks that `nbdev-clean` would change"

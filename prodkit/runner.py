@@ -25,7 +25,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, as_config, compose, project_root, to_dict
+from .config import ConfigError, as_config, compose, project_root, to_dict, validate
 from .provenance import data_files, data_hashes, environment, file_sha256, git_state, object_sha256, source_sha256
 from .safe_write import env_secrets, redact, redact_override, secret_values, write_atomic, write_json
 
@@ -375,13 +375,15 @@ def execute(
 ) -> RunRecord:
     "Run the job `cfg` describes; return its record (a cached one when an identical run succeeded)"
     import nbformat   # here, not at the top: jobs import this module for `record` and should not pay for it
-    plain = to_dict(cfg)
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg))    # a writable copy (Hydra's and loaded configs may be read-only)
+    plain = to_dict(validate(cfg))                         # the same checks whoever composed it (a launcher, `reproduce`)
     job = plain.get("job") or {}
     if not job.get("name") or not job.get("notebook"): raise ConfigError("the config has no job: compose with job=<name>")
     root = Path(plain["paths"]["root"])
     nb_path = Path(job["notebook"]) if Path(job["notebook"]).is_absolute() else root/job["notebook"]
     if not nb_path.is_file(): raise ConfigError(f"job {job['name']}: notebook {nb_path} does not exist")
-    nb = nbformat.read(nb_path, as_version=4)
+    try: nb = nbformat.read(nb_path, as_version=4)
+    except Exception as e: raise ConfigError(f"job {job['name']}: cannot read notebook {nb_path}: {type(e).__name__}: {e}") from None
     parameters_cell(nb)
 
     secrets = env_secrets() + secret_values(plain)

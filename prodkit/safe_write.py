@@ -12,19 +12,22 @@ from collections.abc import Mapping
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SECRET_WORDS', 'REDACTED', 'MIN_SECRET_LEN', 'is_secret_name', 'env_secrets', 'scrub', 'redact', 'secret_values',
-           'redact_override', 'write_atomic', 'write_json']
+__all__ = ['SECRET_STEMS', 'NOT_SECRETS', 'REDACTED', 'MIN_SECRET_LEN', 'is_secret_name', 'env_secrets', 'scrub', 'secret_values',
+           'redact', 'redact_override', 'write_atomic', 'write_json']
 
 # %% ../nbs/01_safe_write.ipynb #21851137
-SECRET_WORDS = {"key", "apikey", "token", "authtoken", "secret", "password", "passwd", "credential", "credentials"}
+SECRET_STEMS = ("key", "token", "secret", "password", "passwd", "pwd", "credential", "credentials")
+NOT_SECRETS = {"pwd", "oldpwd"}          # the shell's working directories
 REDACTED = "***REDACTED***"
 
 def _words(name: str) -> list[str]:
     return [w.lower() for w in re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", str(name))]
 
 def is_secret_name(name: str) -> bool:
-    "True if `name` (a config key or an environment variable) looks like it holds a secret"
-    return any(w in SECRET_WORDS for w in _words(name))
+    "True if `name` (a config key, dotted or not, or an environment variable) looks like it holds a secret"
+    leaf = str(name).rsplit(".", 1)[-1].lstrip("+~")
+    words = _words(leaf)
+    return bool(words) and leaf.lower() not in NOT_SECRETS and words[-1].endswith(SECRET_STEMS)
 
 # %% ../nbs/01_safe_write.ipynb #f4fef990
 MIN_SECRET_LEN = 8
@@ -41,30 +44,37 @@ def scrub(text: str, secrets: list[str]) -> str:
         if s in text: text = text.replace(s, REDACTED)
     return text
 
+def _leaves(v) -> list[str]:
+    "The strings in `v` long enough to be secrets"
+    if isinstance(v, str): return [v] if len(v) >= MIN_SECRET_LEN else []
+    if isinstance(v, Mapping): return [s for x in v.values() for s in _leaves(x)]
+    if isinstance(v, (list, tuple)): return [s for x in v for s in _leaves(x)]
+    return []
+
+def secret_values(obj) -> list[str]:
+    "The values `redact` replaces: strings (8+ characters) under secret-looking keys anywhere in `obj`"
+    if isinstance(obj, Mapping): return [s for k, v in obj.items() for s in (_leaves(v) if is_secret_name(k) else secret_values(v))]
+    if isinstance(obj, (list, tuple)): return [s for v in obj for s in secret_values(v)]
+    return []
+
 # %% ../nbs/01_safe_write.ipynb #9f7d0bbe
+def _blank(v):
+    if isinstance(v, str): return REDACTED if len(v) >= MIN_SECRET_LEN else v
+    if isinstance(v, Mapping): return {k: _blank(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)): return type(v)(_blank(x) for x in v)
+    return v
+
 def redact(obj, secrets: list[str] | None = None, keys: bool = True):
-    "A copy of `obj` with `secrets` scrubbed from all strings and, if `keys`, secret-looking keys' values replaced"
+    "A copy of `obj` with `secrets` scrubbed from all strings and, if `keys`, the secret values of secret-looking keys replaced"
     secrets = env_secrets() if secrets is None else secrets
     if isinstance(obj, Mapping):
-        return {k: (REDACTED if keys and is_secret_name(k) and v not in (None, "") and not isinstance(v, (Mapping, list))
-                    else redact(v, secrets, keys)) for k, v in obj.items()}
+        return {k: _blank(v) if keys and is_secret_name(k) else redact(v, secrets, keys) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)): return type(obj)(redact(v, secrets, keys) for v in obj)
     if isinstance(obj, str): return scrub(obj, secrets)
     return obj
 
-def secret_values(obj) -> list[str]:
-    "String values of secret-looking keys anywhere in `obj` (to scrub them from other text)"
-    out = []
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
-            if is_secret_name(k) and isinstance(v, str) and len(v) >= MIN_SECRET_LEN: out.append(v)
-            else: out += secret_values(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj: out += secret_values(v)
-    return out
-
 def redact_override(override: str, secrets: list[str] | None = None) -> str:
-    "A Hydra override (`db.password=x`) with a secret-looking key's value replaced"
+    "A Hydra override (`db.password=x`) with a secret-looking key's value replaced, and `secrets` scrubbed"
     key, sep, _ = override.partition("=")
     return f"{key}{sep}{REDACTED}" if sep and is_secret_name(key) else scrub(override, env_secrets() if secrets is None else secrets)
 

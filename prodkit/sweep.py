@@ -4,6 +4,8 @@
 
 # %% ../nbs/11_sweep.ipynb #89d9f5a4
 from __future__ import annotations
+import os
+import shutil
 import sys
 import traceback
 import uuid
@@ -15,10 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, compose, conf_dir, config_error
 from .runner import ExitCode, execute, job_overrides, skip_slow_optional_imports
-from .safe_write import MIN_SECRET_LEN, env_secrets, is_secret_name, redact, redact_override, write_atomic, write_json
+from .safe_write import env_secrets, redact, redact_override, secret_values, write_atomic, write_json
 
 # %% auto #0
-__all__ = ['sweep_task', 'scrub_sweep_dir', 'sweep']
+__all__ = ['sweep_task', 'override_secrets', 'scrub_sweep_dir', 'sweep']
 
 # %% ../nbs/11_sweep.ipynb #01bf5809
 def sweep_task(cfg: DictConfig, force: bool = False) -> dict:
@@ -27,7 +29,8 @@ def sweep_task(cfg: DictConfig, force: bool = False) -> dict:
     skip_slow_optional_imports()   # each launcher worker is a fresh process
     hc = HydraConfig.get()
     overrides = [o for o in hc.overrides.task if not o.startswith(("job=", "job.notebook=", "job.name="))]
-    out = dict(num=hc.job.num, overrides=[redact_override(o, env_secrets()) for o in overrides])
+    secrets = env_secrets() + secret_values(OmegaConf.to_container(cfg, resolve=True))
+    out = dict(num=hc.job.num, overrides=[redact_override(o, secrets) for o in overrides])
     try:
         rec = execute(cfg, overrides=overrides, force=force, progress=False)
         print(f"sweep: job {out['num']} {rec.status}{' (cached)' if rec.cached else ''} in {rec.duration_s or 0:.1f} s: {rec.run_dir}",
@@ -47,25 +50,31 @@ def _stop_idle_workers() -> None:
     get_reusable_executor().shutdown(wait=True)
 
 # %% ../nbs/11_sweep.ipynb #24c8ab82
-def _secret_override_values(overrides) -> list[str]:
-    "Values (each point of a comma list) of overrides whose key looks like a secret"
+def override_secrets(overrides) -> list[str]:
+    "Secret values named by Hydra overrides: every point of a sweep, inside lists and mappings too"
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    try: parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception: return []
     out = []
-    for o in overrides:
-        key, sep, val = o.partition("=")
-        if sep and is_secret_name(key.rsplit(".", 1)[-1]): out += [v for v in val.split(",") if len(v) >= MIN_SECRET_LEN]
+    for o in parsed:
+        values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+        for v in values:
+            node = v
+            for part in reversed(o.key_or_group.split(".")): node = {part: node}
+            out += secret_values(node)
     return out
 
 def scrub_sweep_dir(sweep_dir: Path, overrides) -> None:
-    "Redact Hydra's `multirun.yaml` and remove submitit's pickles in `sweep_dir`"
-    secrets = env_secrets() + _secret_override_values(overrides)
+    "Redact Hydra's `multirun.yaml`, remove submitit's pickles and empty folders in `sweep_dir`"
+    secrets = env_secrets() + override_secrets(overrides)
     if (f := sweep_dir/"multirun.yaml").exists():
         cfg = OmegaConf.to_container(OmegaConf.load(f), resolve=False)
         for k, v in cfg.get("hydra", {}).get("overrides", {}).items():
             cfg["hydra"]["overrides"][k] = [redact_override(o, secrets) for o in v]
         write_atomic(f, OmegaConf.to_yaml(OmegaConf.create(redact(cfg, secrets))))
     for pkl in sweep_dir.rglob("*.pkl"): pkl.unlink()
-    for d in sorted(sweep_dir.iterdir()):
-        if d.is_dir() and not any(d.iterdir()): d.rmdir()
+    for d, _, _ in sorted(os.walk(sweep_dir, topdown=False)):
+        if d != str(sweep_dir) and not os.listdir(d): os.rmdir(d)
 
 # %% ../nbs/11_sweep.ipynb #2a0c6642
 def _sweep_dir(job: str, overrides) -> Path:
@@ -94,6 +103,7 @@ def sweep(
                 config_name="config", task_function=partial(sweep_task, force=force),
                 overrides=[*job_overrides(job, overrides), f"hydra.sweep.dir={sweep_dir}"])
     except (HydraException, OmegaConfBaseException) as e:
+        shutil.rmtree(sweep_dir, ignore_errors=True)     # nothing ran: leave nothing behind
         raise config_error(e) from None
     finally:
         restore_gh_from_backup(backup)
@@ -106,5 +116,7 @@ def sweep(
             except Exception as e: results.append(dict(num=len(results), status="failed", exit_code=int(ExitCode.RUNNER_ERROR),
                                                       reason=f"{type(e).__name__}: {e}"))
     results.sort(key=lambda r: r["num"])
-    write_json(sweep_dir/"sweep.json", dict(job=job, overrides=[redact_override(o) for o in overrides], jobs=results))
+    secrets = env_secrets() + override_secrets(overrides)
+    write_json(sweep_dir/"sweep.json", dict(job=job, overrides=[redact_override(o, secrets) for o in overrides], jobs=results),
+               redacted=False)   # overrides redacted above; metric names like `key_metric` are not secrets
     return results
