@@ -233,3 +233,40 @@ def test_a_notebook_path_runs_as_its_configured_job(tmp_path, runs):
     assert res.returncode == 0, res.stderr
     [rec] = records(runs)
     assert rec.job == "hello" and rec.metrics == {"n": 4, "total": 14}
+
+def test_ml_settings_that_contain_secret_words_reach_the_job_unchanged(tmp_path, runs):
+    nb = notebook(tmp_path/"p.ipynb", "(run_dir()/'p.json').write_text(json.dumps(cfg['job']['params']))")
+    params = ["+job.params.key_metric=val_accuracy", "+job.params.token_budget=2000", "+job.params.pad_token_id=50256",
+              "+job.params.eos_token='</s>'", "+job.params.use_auth_token=true", "+job.params.tokenizer=gpt2-large"]
+    res = prodkit("run", "-q", nb, f"paths.runs_dir={runs}", *params)
+    assert res.returncode == 0, res.stderr
+    [rec] = records(runs)
+    assert json.loads((Path(rec.run_dir)/"p.json").read_text()) == {
+        "key_metric": "val_accuracy", "token_budget": 2000, "pad_token_id": 50256, "eos_token": "</s>",
+        "use_auth_token": True, "tokenizer": "gpt2-large"}
+    again = prodkit("run", "-q", nb, f"paths.runs_dir={runs}", *params[:1], "+job.params.token_budget=3000", *params[2:])
+    assert again.returncode == 0 and "skipped" not in again.stdout         # another value: another run
+
+def test_nested_and_concatenated_secrets_reach_no_file(tmp_path, runs):
+    env = {"PGPASSWORD": "pgpass_secret_value", "DB_SECRETKEY": "concatsecretkey999"}
+    nb = notebook(tmp_path/"n.ipynb", "print(os.environ['PGPASSWORD'], os.environ['DB_SECRETKEY'], cfg['db'])")
+    res = prodkit("run", "-q", nb, f"paths.runs_dir={runs}", "+db.credentials={user: bob, pass: hunter2hunter2}",
+                  "+db.secret=[abcdefgh123]", env=env)
+    assert res.returncode == 0, res.stderr
+    [rec] = records(runs)
+    for p in Path(rec.run_dir).rglob("*"):
+        if p.is_file():
+            text = p.read_text(errors="replace")
+            for s in (*env.values(), "hunter2hunter2", "abcdefgh123"): assert s not in text, (p, s)
+
+def test_a_forbidden_target_fails_every_point_of_a_sweep(tmp_path, runs):
+    nb = notebook(tmp_path/"t.ipynb", "record(x=1)")
+    res = prodkit("run", "-m", nb, f"paths.runs_dir={runs}", "+job.params.n=1,2", "+job.params.x={_target_: os.system}")
+    assert res.returncode == 1 and res.stderr.count("not allowed") == 2
+    assert records(runs) == []                                   # no kernel ran
+
+def test_options_may_follow_the_job(tmp_path, runs):
+    nb = notebook(tmp_path/"o.ipynb", "record(x=1)")
+    assert prodkit("run", nb, "-q", f"paths.runs_dir={runs}").returncode == 0
+    res = prodkit("run", nb, f"paths.runs_dir={runs}", "--force", "-q")
+    assert res.returncode == 0 and "skipped" not in res.stdout and len(records(runs)) == 2
