@@ -270,3 +270,13 @@ def test_options_may_follow_the_job(tmp_path, runs):
     assert prodkit("run", nb, "-q", f"paths.runs_dir={runs}").returncode == 0
     res = prodkit("run", nb, f"paths.runs_dir={runs}", "--force", "-q")
     assert res.returncode == 0 and "skipped" not in res.stdout and len(records(runs)) == 2
+
+def test_a_sweep_with_a_wrong_key_fails_before_any_kernel(tmp_path, runs):
+    res = prodkit("run", "-m", "hello", f"paths.runs_dir={runs}", "job.parms.n=1,2")
+    assert res.returncode == ExitCode.CONFIG_ERROR and "Key 'parms' not in 'JobConfig'" in res.stderr
+    assert not runs.exists() or records(runs) == []
+
+def test_a_bad_value_at_any_point_fails_the_sweep_before_any_kernel(tmp_path, runs):
+    res = prodkit("run", "-m", "hello", f"paths.runs_dir={runs}", "seed=1,abc")
+    assert res.returncode == ExitCode.CONFIG_ERROR and "seed=abc" in res.stderr
+    assert not runs.exists() or records(runs) == []
