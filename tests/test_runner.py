@@ -94,7 +94,7 @@ def test_cell_past_the_timeout_is_stopped(tmp_path, runs):
     assert rec.status == "failed" and "timed out" in rec.exit_reason
 
 def test_kill_9_of_the_kernel(tmp_path, runs):
-    nb = notebook(tmp_path/"victim.ipynb", "(run_dir()/'pid').write_text(str(os.getpid()))", "record(started=1)\ntime.sleep(120)")
+    nb = notebook(tmp_path/"victim.ipynb", "record(started=1)\n(run_dir()/'pid.tmp').write_text(str(os.getpid()))\n(run_dir()/'pid.tmp').rename(run_dir()/'pid')", "time.sleep(120)")
     proc = subprocess.Popen([PRODKIT, "run", "-q", nb, f"paths.runs_dir={runs}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not list(runs.glob("*/*/pid")) and time.monotonic() < deadline: time.sleep(0.1)
@@ -187,7 +187,7 @@ def test_sweep_with_one_failing_job(tmp_path, runs, launcher):
     assert "failed: job 2 (+job.params.n=3" in res.stderr and "3 of 4 jobs succeeded" in res.stdout
 
 def test_sigterm_of_the_runner_marks_the_run_killed(tmp_path, runs):
-    nb = notebook(tmp_path/"long.ipynb", "(run_dir()/'started').write_text(str(os.getpid()))", "time.sleep(120)")
+    nb = notebook(tmp_path/"long.ipynb", "(run_dir()/'started.tmp').write_text(str(os.getpid()))\n(run_dir()/'started.tmp').rename(run_dir()/'started')", "time.sleep(120)")
     proc = subprocess.Popen([PRODKIT, "run", "-q", nb, f"paths.runs_dir={runs}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not list(runs.glob("*/*/started")) and time.monotonic() < deadline: time.sleep(0.1)
