@@ -4,6 +4,7 @@
 
 # %% ../nbs/11_sweep.ipynb #89d9f5a4
 from __future__ import annotations
+import contextlib
 import os
 import shutil
 import sys
@@ -104,6 +105,7 @@ def sweep(
                 overrides=[*job_overrides(job, overrides), f"hydra.sweep.dir={sweep_dir}"])
     except (HydraException, OmegaConfBaseException) as e:
         shutil.rmtree(sweep_dir, ignore_errors=True)     # nothing ran: leave nothing behind
+        with contextlib.suppress(OSError): sweep_dir.parent.rmdir()   # _sweeps/, if this was its only sweep
         raise config_error(e) from None
     finally:
         restore_gh_from_backup(backup)
