@@ -140,6 +140,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'prodkit.runner._failed_cell': ('runner.html#_failed_cell', 'prodkit/runner.py'),
                                 'prodkit.runner._failure_banner': ('runner.html#_failure_banner', 'prodkit/runner.py'),
                                 'prodkit.runner._merge_json': ('runner.html#_merge_json', 'prodkit/runner.py'),
+                                'prodkit.runner._merge_scalars': ('runner.html#_merge_scalars', 'prodkit/runner.py'),
                                 'prodkit.runner._now': ('runner.html#_now', 'prodkit/runner.py'),
                                 'prodkit.runner._orphans_killed': ('runner.html#_orphans_killed', 'prodkit/runner.py'),
                                 'prodkit.runner._outcome': ('runner.html#_outcome', 'prodkit/runner.py'),

@@ -126,6 +126,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--kernel", help="Jupyter kernel name (default: job.kernel, else prodkit, else python3)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
+    p.run_parser = r
     ls = sub.add_parser("runs", help="list runs")
     ls.add_argument("--job", help="only this job's runs")
     ls.add_argument("--status", choices=["running", "succeeded", "failed", "killed"], help="only runs with this status")
@@ -142,16 +143,14 @@ def parser() -> argparse.ArgumentParser:
         s.set_defaults(func=f)
     return p
 
-_RUN_FLAGS, _RUN_VALUED = {"-m", "--multirun", "--force", "-q", "--quiet", "-h", "--help"}, {"--kernel"}
-
-def _options_first(argv: list[str]) -> list[str]:
+def _options_first(argv: list[str], run: argparse.ArgumentParser) -> list[str]:
     "Move `run`'s options before the job, so they may follow it: `prodkit run train --force seed=1`"
     if not argv or argv[0] != "run": return argv
+    takes_value = {o: a.nargs != 0 for o, a in run._option_string_actions.items()}   # read off the parser, never a copy
     opts, rest, it = [], [], iter(argv[1:])
     for a in it:
-        if a in _RUN_FLAGS: opts.append(a)
-        elif a in _RUN_VALUED: opts += [a, next(it, "")]
-        elif a.startswith("--kernel="): opts.append(a)
+        name = a.split("=", 1)[0]
+        if name in takes_value: opts += [a, next(it, "")] if takes_value[name] and "=" not in a else [a]
         else: rest.append(a)
     return ["run", *opts, *rest]
 
@@ -159,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     "Entry point of the `prodkit` command"
     from prodkit.runner import skip_slow_optional_imports
     skip_slow_optional_imports()   # the CLI only: saves a second of start-up (see `prodkit.runner`)
-    args = parser().parse_args(_options_first(sys.argv[1:] if argv is None else list(argv)))
+    p = parser()
+    args = p.parse_args(_options_first(sys.argv[1:] if argv is None else list(argv), p.run_parser))
     try: return args.func(args)
     except KeyboardInterrupt: return 130
     except BrokenPipeError:        # `prodkit runs | head`: the reader left; say nothing more

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import ast
 import atexit
+import copy
 import functools
 import json
 import math
@@ -61,15 +62,17 @@ def _scalar(k, v):
     if isinstance(v, (bool, int, float, str)) or v is None: return v
     raise TypeError(f"metric {k!r} must be a scalar (int, float, bool, str), got {type(v).__name__}")
 
+def _merge_scalars(name: str, values: dict) -> dict:
+    clean = {k: _scalar(k, v) for k, v in values.items()}
+    return _merge_json(name, lambda cur: {**(cur or {}), **clean})
+
 def record(**metrics) -> dict:
     "Record scalar metrics for this run (merged into `run.json`); returns all metrics so far"
-    clean = {k: _scalar(k, v) for k, v in metrics.items()}
-    return _merge_json("metrics.json", lambda cur: {**(cur or {}), **clean})
+    return _merge_scalars("metrics.json", metrics)
 
 def measure(**values) -> dict:
     "Record measurements that vary between identical runs (latency, memory); `reproduce` does not compare them"
-    clean = {k: _scalar(k, v) for k, v in values.items()}
-    return _merge_json("measurements.json", lambda cur: {**(cur or {}), **clean})
+    return _merge_scalars("measurements.json", values)
 
 def artifact(path: str | Path) -> dict:
     "Register a file this run produced; it is listed in `run.json` with its sha256"
@@ -171,7 +174,7 @@ def injected_source(cfg: dict, run_id: str) -> str:
 def inject(nb, cfg: dict, run_id: str):
     "A copy of `nb` with the injected-parameters cell after its parameters cell"
     import nbformat
-    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    nb = copy.deepcopy(nb)
     i = parameters_cell(nb)
     cell = nbformat.v4.new_code_cell(injected_source(cfg, run_id), metadata={"tags": ["injected-parameters"]})
     nb.cells.insert(i + 1, cell)
@@ -314,7 +317,7 @@ def _sigterm_interrupts():
 def _failure_banner(nb, reason: str, cell_index: int | None):
     "Mark the failing cell: a banner at the top, an anchor before the cell"
     import nbformat
-    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    nb = copy.deepcopy(nb)
     if cell_index is not None:
         anchor = nbformat.v4.new_markdown_cell('<span id="prodkit-error"></span>**prodkit: the run stopped at the cell below.**',
                                                metadata={"tags": ["prodkit-error"]})
