@@ -3,7 +3,7 @@ import json, subprocess, sys, time, uuid
 from pathlib import Path
 import nbformat
 import pytest
-from prodkit.runner import RunRecord
+from prodkit.runs import RunRecord
 from conftest import run, tagged_processes
 
 PRODKIT = Path(sys.executable).parent/"prodkit"
