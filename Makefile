@@ -10,6 +10,7 @@ TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
 BIN    := $(VENV)/bin
 # The stamp is keyed on pyproject.toml's content and the torch pin: change either and `make install` reruns.
+# Content only, not modification time: nbdev-export rewrites pyproject.toml unchanged, which must not reinstall.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)-$(shell echo '$(TORCH) $(TORCH_INDEX)' | sha256sum | cut -c1-6)
 
 .PHONY: help install demo export test lab bench clean
@@ -19,12 +20,14 @@ help: ## list the targets
 
 install: $(STAMP) ## create .venv: pinned CPU torch, prodkit editable with dev extras, the `prodkit` kernel, nbdev git hooks
 
-$(STAMP): pyproject.toml
+$(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name prodkit --display-name "Python (prodkit)" >/dev/null
-	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	@mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d   # JupyterLab opens new notebooks on the `prodkit` kernel
+	@echo '{"MultiKernelManager": {"default_kernel_name": "prodkit"}}' > $(VENV)/etc/jupyter/jupyter_server_config.d/prodkit.json
+	@if [ -d .git ]; then \
 	  $(BIN)/nbdev-install-hooks --diff False >/dev/null && \
 	  git config -f .gitconfig merge.jupyternotebook.driver "$(BIN)/nbdev-merge %O %A %B %P" && \
 	  install -m 755 .githooks/pre-commit "$$(git rev-parse --git-path hooks)/pre-commit"; fi

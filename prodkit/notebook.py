@@ -5,9 +5,10 @@ mark where a failed run stopped, and save it atomically without secrets."""
 
 # %% ../nbs/22_notebook.ipynb #21629694
 from __future__ import annotations
-import ast
 import copy
+import html
 import json
+import keyword
 from pathlib import Path
 
 from .atomic import write_atomic
@@ -15,37 +16,47 @@ from .config import ConfigError
 from .redact import redact
 
 # %% auto #0
-__all__ = ['parameters_cell', 'injected_source', 'inject', 'failed_cell', 'failure_banner', 'write_notebook']
+__all__ = ['MARKER_TAGS', 'parameters_cell', 'without_markers', 'injected_source', 'inject', 'failed_cell', 'failure_banner',
+           'write_notebook']
 
 # %% ../nbs/22_notebook.ipynb #283e14df
 def _tags(cell) -> list: return cell.get("metadata", {}).get("tags", [])
 
-def parameters_cell(nb) -> int:
-    "Index of the notebook's one `parameters` cell; `ConfigError` if there are none, several, or it does not assign `cfg`"
+def parameters_cell(nb) -> int | None:
+    "Index of the notebook's one `parameters` cell (None: it has none); `ConfigError` if there are several"
     idx = [i for i, c in enumerate(nb.cells) if "parameters" in _tags(c)]
-    if not idx: raise ConfigError("the notebook has no cell tagged `parameters`: tag the cell that assigns `cfg = {...}`")
     if len(idx) > 1: raise ConfigError(f"the notebook has {len(idx)} cells tagged `parameters` (cells {idx}); keep exactly one")
-    src = nb.cells[idx[0]].source
-    try: tree = ast.parse(src)
-    except SyntaxError as e: raise ConfigError(f"the parameters cell does not parse: {e}") from None
-    names = {t.id for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.AnnAssign))
-             for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
-    if "cfg" not in names: raise ConfigError(f"the parameters cell must assign `cfg` (it assigns {sorted(names) or 'nothing'})")
-    return idx[0]
+    return idx[0] if idx else None
 
 # %% ../nbs/22_notebook.ipynb #e8552809
-def injected_source(cfg: dict, run_id: str) -> str:
-    "Source of the cell that sets `cfg` to a plain dict, safely"
-    payload = json.dumps(cfg, ensure_ascii=False, allow_nan=True)
-    return f"# Parameters injected by prodkit (run {run_id})\nimport json\ncfg = json.loads({payload!r})\n"
+MARKER_TAGS = ("injected-parameters", "prodkit-error", "papermill-error-cell-tag")   # cells a run adds
 
-def inject(nb, cfg: dict, run_id: str):
-    "A copy of `nb` with the injected-parameters cell after its parameters cell"
-    import nbformat
+def without_markers(nb, tags=MARKER_TAGS):
+    "A copy of `nb` without the cells a run added (injected parameters, error banners and anchors)"
     nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if not set(_tags(c)) & set(tags)]
+    return nb
+
+def _literal(v) -> str: return repr(json.dumps(v, ensure_ascii=False, allow_nan=True))
+
+def injected_source(cfg: dict, run_id: str, params: dict | None = None) -> str:
+    "Source of the cell that sets `cfg` to a plain dict and each of `params` to its value, safely"
+    bad = [k for k in (params or {}) if not k.isidentifier() or keyword.iskeyword(k)]
+    if bad: raise ConfigError(f"parameter names must be Python identifiers: {bad}")
+    lines = [f"# Parameters injected by prodkit (run {run_id})", "import json", f"cfg = json.loads({_literal(cfg)})"]
+    return "\n".join(lines + [f"{k} = json.loads({_literal(v)})" for k, v in (params or {}).items()]) + "\n"
+
+def inject(nb, cfg: dict, run_id: str, params: dict | None = None, language: str = "python", kernel: str = ""):
+    "A copy of `nb` with the injected-parameters cell after its parameters cell (at the top without one)"
+    import nbformat
+    nb = without_markers(nb)
+    if language == "python": src = injected_source(cfg, run_id, params)
+    elif params:
+        from papermill.translators import translate_parameters
+        src = translate_parameters(kernel, language, params, f"Parameters injected by prodkit (run {run_id})")
+    else: return nb
     i = parameters_cell(nb)
-    cell = nbformat.v4.new_code_cell(injected_source(cfg, run_id), metadata={"tags": ["injected-parameters"]})
-    nb.cells.insert(i + 1, cell)
+    nb.cells.insert(0 if i is None else i + 1, nbformat.v4.new_code_cell(src, metadata={"tags": ["injected-parameters"]}))
     return nb
 
 # %% ../nbs/22_notebook.ipynb #e31c9b14
@@ -56,17 +67,20 @@ def failed_cell(nb) -> int | None:
         if pm.get("status") in ("failed", "running") or pm.get("exception"): return i
     return None
 
-def failure_banner(nb, reason: str, cell_index: int | None):
-    "A copy of `nb` marking the failing cell: a banner at the top, an anchor before the cell"
+def failure_banner(nb, reason: str, interrupted: bool = False):
+    "A copy of `nb` with one banner at the top and an anchor before the failing cell; earlier banners removed"
     import nbformat
-    nb = copy.deepcopy(nb)
-    if cell_index is not None:
-        anchor = nbformat.v4.new_markdown_cell('<span id="prodkit-error"></span>**prodkit: the run stopped at the cell below.**',
-                                               metadata={"tags": ["prodkit-error"]})
-        nb.cells.insert(cell_index, anchor)
-    banner = nbformat.v4.new_markdown_cell(f'<span style="color:red">**prodkit: this run {reason}.** '
-                                           f'[Go to the cell](#prodkit-error)</span>', metadata={"tags": ["prodkit-error"]})
-    nb.cells.insert(0, banner)
+    nb = without_markers(nb, ("prodkit-error", "papermill-error-cell-tag"))
+    i, link = failed_cell(nb), ""
+    if i is not None:
+        what = "was interrupted while the cell below ran" if interrupted else "stopped at the cell below"
+        if interrupted and nb.cells[i].cell_type == "code":
+            nb.cells[i].setdefault("outputs", []).append(nbformat.v4.new_output("stream", name="stderr", text=f"prodkit: {reason}\n"))
+        nb.cells.insert(i, nbformat.v4.new_markdown_cell(f'<span id="prodkit-error"></span>**prodkit: the run {what}.**',
+                                                         metadata={"tags": ["prodkit-error"]}))
+        link = " [Go to the cell](#prodkit-error)"
+    banner = f'<span style="color:red">**prodkit: this run {html.escape(reason, quote=False)}.**{link}</span>'
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(banner, metadata={"tags": ["prodkit-error"]}))
     return nb
 
 # %% ../nbs/22_notebook.ipynb #70e5c0a3

@@ -19,16 +19,18 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .atomic import write_atomic
-from .config import ConfigError, to_dict, validate
-from .job import RUN_DIR_ENV, compose_job
-from .notebook import failed_cell, failure_banner, inject, parameters_cell, write_notebook
+from .config import ConfigError, compose, to_dict, validate
+from .job import RUN_DIR_ENV
+from .notebook import failure_banner, inject, parameters_cell, write_notebook
+from .params import notebook_language, notebook_params, param_overrides, recorded_params, with_params
 from .provenance import data_files, data_hashes, environment, file_sha256, git_state, object_sha256, source_sha256
 from .redact import redact, redact_override, run_secrets, secret_values
 from .runs import STATUS_OF, ExitCode, RunRecord, find_cached, find_run, new_run_dir, utc_now
 
 # %% auto #0
 __all__ = ['JobPlan', 'plan_job', 'start_run', 'skip_slow_optional_imports', 'run_papermill', 'outcome', 'default_kernel',
-           'execute_notebook', 'finish_run', 'execute', 'run_job', 'compare_metrics', 'changed_inputs', 'reproduce']
+           'notebook_kernel', 'execute_notebook', 'finish_run', 'execute', 'run_job', 'compare_metrics',
+           'changed_inputs', 'reproduce']
 
 # %% ../nbs/24_runner.ipynb #99d3889d
 @dataclass
@@ -40,6 +42,7 @@ class JobPlan:
     secrets: list             # values to scrub from everything written
     provenance: dict          # config_hash, notebook_sha256, source_sha256, data
     secrets_sha256: str
+    params: dict | None = None  # the notebook parameters to inject, checked (`prodkit.params`)
 
     @property
     def job(self) -> dict: return self.cfg["job"]
@@ -63,9 +66,10 @@ def plan_job(cfg: DictConfig) -> JobPlan:
     parameters_cell(nb)
     secrets = run_secrets(plain)
     safe = redact(plain, secrets)
+    params = notebook_params(nb, safe["job"].get("params"))
     prov = dict(config_hash=object_sha256(safe), notebook_sha256=file_sha256(nb_path), source_sha256=source_sha256(),
                 data=data_hashes(data_files(plain)))
-    return JobPlan(safe, nb_path, nb, secrets, prov, object_sha256(sorted(secret_values(plain))))
+    return JobPlan(safe, nb_path, nb, secrets, prov, object_sha256(sorted(secret_values(plain))), params)
 
 # %% ../nbs/24_runner.ipynb #d7554dde
 def start_run(plan: JobPlan, overrides: list[str] | tuple = (), reproduces: str | None = None) -> RunRecord:
@@ -75,6 +79,7 @@ def start_run(plan: JobPlan, overrides: list[str] | tuple = (), reproduces: str 
                     overrides=[redact_override(o, plan.secrets) for o in overrides], seed=plan.cfg.get("seed"),
                     cache_key=plan.cache_key(), git=git_state(Path(plan.cfg["paths"]["root"])), environment=environment(),
                     reproduces=reproduces, pid=os.getpid(), host=socket.gethostname(), **plan.provenance)
+    rec.params = redact(recorded_params(plan.notebook, plan.params or {}), plan.secrets)
     write_atomic(rdir/"config.yaml", OmegaConf.to_yaml(OmegaConf.create(plan.cfg)))
     rec.save()
     return rec
@@ -96,8 +101,11 @@ def _register_engine():
             super().__init__(nb, **kw)
             self.target, self.secrets, self.started = target, list(secrets), False
         def cell_start(self, cell, cell_index=None, **kw):
-            self.started = True
+            self.started, self.current = True, cell_index
             super().cell_start(cell, cell_index, **kw)
+        def cell_exception(self, cell, cell_index=None, **kw):
+            self.error = kw.get("exception")      # nbclient's error: its ename/evalue even when no error output was sent
+            super().cell_exception(cell, cell_index, **kw)
         def save(self, **kw):
             if self.target: write_notebook(self.nb, self.target, self.secrets)
             self.last_save_time = self.now()
@@ -126,33 +134,42 @@ def run_papermill(nb, kernel: str, cwd: Path, secrets: list[str], cell_timeout, 
     import papermill
     from jupyter_client.kernelspec import NoSuchKernel
     _register_engine()
+    python = notebook_language(nb) == "python"
     for attempt in range(start_retries + 1):
         state = dict(target=cwd/"output.ipynb", secrets=secrets, manager=None)
         try:
             out = papermill.execute_notebook(nb, None, engine_name="prodkit", kernel_name=kernel, cwd=str(cwd),
                                              progress_bar={"desc": desc, "leave": True} if progress else False,
                                              execution_timeout=cell_timeout, prodkit_state=state,
-                                             extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no TCP warning per run
+                                             extra_arguments=["--IPKernelApp.log_level=ERROR"] if python else [],  # no TCP warning per run
                                              shutdown_kernel="immediate")     # outputs are collected: no need to wait
             return out, None, True
         except BaseException as e:
             man = state["manager"]
             started = man is not None and man.started
+            if isinstance(e, KeyboardInterrupt) and getattr(man, "current", None) is not None:
+                man.nb.cells[man.current].metadata.papermill["status"] = "running"   # cut short: papermill marked it completed
+            real = getattr(man, "error", None)
+            if type(e).__name__ == "PapermillExecutionError" and e.ename == "CellExecutionError" and getattr(real, "ename", None):
+                e.ename, e.evalue = real.ename, real.evalue   # e.g. a failing line magic: UsageError, not a bare CellExecutionError
             if isinstance(e, (KeyboardInterrupt, NoSuchKernel)) or started or attempt == start_retries:
                 return (man.nb if man else nb), e, started
             time.sleep(0.5 * (attempt + 1))
 
 # %% ../nbs/24_runner.ipynb #8d5a26a9
-def outcome(exc: BaseException | None, started: bool, kernel: str) -> tuple[ExitCode, str | None]:
+def outcome(exc: BaseException | None, started: bool, kernel: str, language: str = "python") -> tuple[ExitCode, str | None]:
     "Map how execution ended to an exit code and a reason"
     if exc is None: return ExitCode.OK, None
     name = type(exc).__name__
-    if isinstance(exc, KeyboardInterrupt): return ExitCode.INTERRUPTED, f"interrupted ({exc or 'KeyboardInterrupt'})"
+    if isinstance(exc, KeyboardInterrupt):   # Ctrl-C raises it bare; `_signals_interrupt` names the signal
+        return ExitCode.INTERRUPTED, f"interrupted by {exc.args[0] if exc.args and str(exc.args[0]).startswith('SIG') else 'SIGINT'}"
     if name == "PapermillExecutionError": return ExitCode.CELL_FAILED, f"cell In [{exc.exec_count}] raised {exc.ename}: {exc.evalue}"
     if name == "CellTimeoutError": return ExitCode.TIMEOUT, f"cell timed out: {str(exc).splitlines()[0] if str(exc) else name}"
     if name == "DeadKernelError": return ExitCode.KERNEL_DIED, f"kernel died: {exc}"
     if name == "NoSuchKernel":
-        return ExitCode.KERNEL_START, f"no Jupyter kernel named {kernel!r} (`make install` registers `prodkit`; `jupyter kernelspec list` shows the others)"
+        need = (f"the notebook is written in {language.capitalize() if len(language) > 1 else language.upper()} and needs the Jupyter kernel {kernel!r}, which is not installed"
+                if language != "python" else f"no Jupyter kernel named {kernel!r} (`make install` registers `prodkit`)")
+        return ExitCode.KERNEL_START, f"{need}; `jupyter kernelspec list` lists the installed kernels"
     if not started: return ExitCode.KERNEL_START, f"kernel {kernel!r} did not start: {name}: {exc}"
     return ExitCode.RUNNER_ERROR, f"{name}: {exc}"
 
@@ -160,6 +177,11 @@ def default_kernel() -> str:
     "`prodkit` when that kernel is registered (by `make install`), else this interpreter's `python3`"
     from jupyter_client.kernelspec import find_kernel_specs
     return "prodkit" if "prodkit" in find_kernel_specs() else "python3"
+
+def notebook_kernel(nb) -> str:
+    "The kernel a notebook runs on: the project's for Python (or no kernelspec), else its own, never rewritten to Python"
+    language = notebook_language(nb)
+    return default_kernel() if language == "python" else (nb.metadata.get("kernelspec") or {}).get("name") or language
 
 # %% ../nbs/24_runner.ipynb #f9673610
 @contextmanager
@@ -177,27 +199,28 @@ def _env(**kv):
 def _sigterm_interrupts():
     "Turn SIGTERM into KeyboardInterrupt while a run executes (main thread only)"
     if threading.current_thread() is not threading.main_thread(): yield; return
-    def handler(signum, frame): raise KeyboardInterrupt(f"signal {signum}")
+    def handler(signum, frame): raise KeyboardInterrupt(signal.Signals(signum).name)
     old = signal.signal(signal.SIGTERM, handler)
     try: yield
     finally: signal.signal(signal.SIGTERM, old)
 
 def execute_notebook(plan: JobPlan, rec: RunRecord, kernel: str, progress: bool) -> tuple:
     "Inject the config into the plan's notebook and execute it in the run directory; return (notebook, exit code, reason)"
-    nb = inject(plan.notebook, plan.cfg, rec.id)
-    nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
+    language = notebook_language(plan.notebook)
+    nb = inject(plan.notebook, plan.cfg, rec.id, plan.params, language=language, kernel=kernel)
+    if language == "python": nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
     nb.metadata["prodkit"] = {"run_id": rec.id, "job": rec.job, "config_hash": rec.config_hash}
     try:
         with _sigterm_interrupts(), _env(**{RUN_DIR_ENV: rec.run_dir}):
             out, exc, started = run_papermill(nb, kernel, rec.path, plan.secrets, plan.job.get("cell_timeout"),
                                               int(plan.job["start_retries"]), progress, desc=f"{rec.job} {rec.id}")
     except KeyboardInterrupt as e: out, exc, started = nb, e, True
-    return (out, *outcome(exc, started, kernel))
+    return (out, *outcome(exc, started, kernel, language))
 
 # %% ../nbs/24_runner.ipynb #2a69abcf
 def finish_run(plan: JobPlan, rec: RunRecord, out, code: ExitCode, reason: str | None, seconds: float) -> RunRecord:
     "Save the executed notebook and the final record"
-    if code != ExitCode.OK: out = failure_banner(out, f"{STATUS_OF[code]}: {reason}", failed_cell(out))
+    if code != ExitCode.OK: out = failure_banner(out, f"{STATUS_OF[code]}: {reason}", interrupted=code == ExitCode.INTERRUPTED)
     write_notebook(out, rec.path/"output.ipynb", plan.secrets, fsync=True)
     for name in ("metrics", "measurements", "artifacts", "links"):
         if (f := rec.path/f"{name}.json").exists(): setattr(rec, name, json.loads(f.read_text()))
@@ -215,26 +238,27 @@ def execute(
     overrides: list[str] | tuple = (),  # the overrides it was composed with (recorded)
     force: bool = False,              # run even if an identical run succeeded before
     progress: bool = True,            # show a progress bar (cells done / total, elapsed)
-    kernel: str | None = None,        # Jupyter kernel name; default `job.kernel`, else `prodkit`, else `python3`
+    kernel: str | None = None,        # Jupyter kernel name; default `job.kernel`, else the notebook's own for a non-Python notebook, else `prodkit`, else `python3`
     reproduces: str | None = None,    # id of the run this one re-executes
+    params: dict | None = None,       # notebook parameters set in `job.params` (as papermill's `-p`, `-y`, `-f`)
 ) -> RunRecord:
     "Run the job `cfg` describes; return its record (a cached one when an identical run succeeded)"
-    plan = plan_job(cfg)
+    plan = plan_job(with_params(cfg, params))
     if not force and (hit := find_cached(plan.runs_dir, plan.job["name"], plan.cache_key())):
         hit.cached = True
         return hit
     rec = start_run(plan, overrides, reproduces)
     t0 = time.monotonic()
-    out, code, reason = execute_notebook(plan, rec, kernel or plan.job.get("kernel") or default_kernel(), progress)
+    out, code, reason = execute_notebook(plan, rec, kernel or plan.job.get("kernel") or notebook_kernel(plan.notebook), progress)
     return finish_run(plan, rec, out, code, reason, time.monotonic() - t0)
 
 def run_job(
     job: str,                       # a job name in conf/job, or a notebook path
     overrides: list[str] | tuple = (),  # Hydra overrides, e.g. ["train.epochs=3"]
-    **kwargs,                       # passed to `execute`: force, progress, kernel
+    **kwargs,                       # passed to `execute`: force, progress, kernel, params
 ) -> RunRecord:
     "Compose the config for `job` and run it"
-    return execute(compose_job(job, overrides), overrides=list(overrides), **kwargs)
+    return execute(compose(overrides=param_overrides(job, overrides)), overrides=list(overrides), **kwargs)
 
 # %% ../nbs/24_runner.ipynb #a47fb4b1
 def compare_metrics(old: dict, new: dict, rtol: float = 0.0) -> list[str]:

@@ -61,6 +61,7 @@ class RunRecord:
     measurements: dict = field(default_factory=dict)  # timings, memory: not compared by `reproduce`
     artifacts: list = field(default_factory=list)    # [{path, sha256, bytes}]
     links: dict = field(default_factory=dict)        # e.g. wandb_run_id
+    params: dict = field(default_factory=dict)       # the notebook parameters the run used (secrets redacted)
     reproduces: str | None = None                    # the run this one re-executed
     cached: bool = False                             # True when returned from the cache, not run
     pid: int = 0
