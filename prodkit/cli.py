@@ -16,6 +16,8 @@ from fastcore.docments import docments
 from .config import ConfigError, compose
 from .runner import execute, reproduce, skip_slow_optional_imports
 from .runs import ExitCode, RunNotFound, find_run, list_runs
+from .params import cli_params
+from .cli_params import params_options, print_params
 
 # %% auto #0
 __all__ = ['documented', 'runs_dir_option', 'fmt_metrics', 'print_record', 'print_table', 'cli', 'run', 'runs', 'show',
@@ -75,12 +77,15 @@ def cli():
 @click.option("--force", is_flag=True, help=documented(execute, "force"))
 @click.option("--kernel", help=documented(execute, "kernel"))
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
-def run(job, overrides, multirun, force, kernel, quiet):
-    "Run JOB (a name in conf/job or a notebook path) with Hydra OVERRIDES, e.g. train.epochs=3."
+@params_options
+def run(job, overrides, multirun, force, kernel, quiet, pairs, raw, yamls, files, help_params):
+    "Run JOB (a name in conf/job or a notebook path) with Hydra OVERRIDES, e.g. train.epochs=3, and notebook parameters (-p, -y, -f)."
     from prodkit.runner import run_job
     try:
-        if multirun: return _sweep(job, list(overrides), force)
-        rec = run_job(job, list(overrides), force=force, progress=not quiet, kernel=kernel)
+        if help_params: return print_params(job)
+        params = cli_params(files, yamls, pairs, raw)
+        if multirun: return _sweep(job, list(overrides), force, params)
+        rec = run_job(job, list(overrides), force=force, progress=not quiet, kernel=kernel, params=params)
     except ConfigError as e:
         print(f"prodkit: config error: {e}", file=sys.stderr)
         return int(ExitCode.CONFIG_ERROR)
@@ -96,9 +101,9 @@ def run(job, overrides, multirun, force, kernel, quiet):
     return 0 if rec.cached else int(rec.exit_code)
 
 # %% ../nbs/90_cli.ipynb #64fdb678
-def _sweep(job: str, overrides: list[str], force: bool) -> int:
+def _sweep(job: str, overrides: list[str], force: bool, params: dict | None = None) -> int:
     from prodkit.sweep import sweep
-    results = sweep(job, overrides, force=force)
+    results = sweep(job, overrides, force=force, params=params)
     common = set.intersection(*(set(r.overrides) for r in results)) if len(results) > 1 else set()
     point = {r.num: " ".join(o for o in r.overrides if o not in common) for r in results}   # what varies
     print_table(["#", "overrides", "status", "run", "metrics"],
@@ -161,3 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:        # `prodkit runs | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+# %% ../nbs/90_cli.ipynb #2bba10e8
+from .cli_params import params_cmd  # noqa: E402
+cli.add_command(params_cmd)

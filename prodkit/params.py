@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, project_root
 from .job import job_overrides
@@ -192,9 +192,9 @@ def param_overrides(job: str, overrides: list[str] | tuple = ()) -> list[str]:
 def with_params(cfg: DictConfig, params: dict | None) -> DictConfig:
     "A copy of `cfg` with `params` (from `-p`, `-y`, `-f`) set in `job.params`"
     if not params: return cfg
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg))
-    with open_dict(cfg): cfg.job.params = {**OmegaConf.to_container(cfg.job.params or {}), **params}
-    return cfg
+    plain = OmegaConf.to_container(cfg)
+    plain["job"]["params"] = {**(plain["job"].get("params") or {}), **params}
+    return OmegaConf.create(plain)
 
 # %% ../nbs/23_params.ipynb #9c7ea938
 def cli_value(text: str):

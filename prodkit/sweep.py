@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .atomic import write_atomic, write_json
 from .config import ConfigError, compose, config_error, hydra_session
-from .job import job_overrides
+from .params import param_overrides
 from .redact import redact, redact_override, run_secrets
 from .runner import execute, skip_slow_optional_imports
 from .runs import ExitCode, RunRecord, stamped_name
@@ -44,16 +44,17 @@ class SweepResult:
                     **(dict(id=run.id, run_dir=run.run_dir, cached=run.cached, metrics=run.metrics) if run else {}))
 
 # %% ../nbs/25_sweep.ipynb #3e39fb6a
-def sweep_task(cfg: DictConfig, force: bool = False) -> SweepResult:
+def sweep_task(cfg: DictConfig, force: bool = False, params: dict | None = None) -> SweepResult:
     "Run one job of a sweep; never raises, so one failure does not stop the others"
     from hydra.core.hydra_config import HydraConfig
     skip_slow_optional_imports()   # each launcher worker is a fresh process
     hc = HydraConfig.get()
-    overrides = [o for o in hc.overrides.task if not o.startswith(("job=", "job.notebook=", "job.name="))]
+    overrides = [o.removeprefix("++") if o.startswith("++job.params.") else o   # as typed (`prodkit.params` adds the ++)
+                 for o in hc.overrides.task if not o.startswith(("job=", "job.notebook=", "job.name="))]
     secrets = run_secrets(OmegaConf.to_container(cfg, resolve=True))
     point = dict(num=hc.job.num, overrides=[redact_override(o, secrets) for o in overrides])
     try:
-        rec = execute(cfg, overrides=overrides, force=force, progress=False)
+        rec = execute(cfg, overrides=overrides, force=force, progress=False, params=params)
         print(f"sweep: job {point['num']} {rec.status}{' (cached)' if rec.cached else ''} in {rec.duration_s or 0:.1f} s: {rec.run_dir}",
               file=sys.stderr, flush=True)   # progress while the others run
         return SweepResult(**point, status=rec.status, exit_code=rec.exit_code, reason=rec.exit_reason, run=rec)
@@ -101,6 +102,7 @@ def sweep(
     job: str,                        # a job name in conf/job, or a notebook path
     overrides: list[str] | tuple = (),  # Hydra overrides; comma lists sweep, e.g. ["train.lr=1e-3,1e-2"]
     force: bool = False,             # re-run jobs whose identical run succeeded before
+    params: dict | None = None,      # notebook parameters every job gets (papermill's `-p`, `-y`, `-f`)
 ) -> list[SweepResult]:
     "Run every point of the override grid through the configured Hydra launcher; one result per job"
     from hydra.errors import HydraException
@@ -108,8 +110,8 @@ def sweep(
     sweep_dir = _sweep_dir(job, overrides)
     try:
         with hydra_session(job_name=Path(job).stem) as hydra:
-            returns = hydra.multirun(config_name="config", task_function=partial(sweep_task, force=force),
-                                     overrides=[*job_overrides(job, overrides), f"hydra.sweep.dir={sweep_dir}"])
+            returns = hydra.multirun(config_name="config", task_function=partial(sweep_task, force=force, params=params),
+                                     overrides=[*param_overrides(job, overrides), f"hydra.sweep.dir={sweep_dir}"])
     except (HydraException, OmegaConfBaseException) as e:
         shutil.rmtree(sweep_dir, ignore_errors=True)     # nothing ran: leave nothing behind
         with contextlib.suppress(OSError): sweep_dir.parent.rmdir()   # _sweeps/, if this was its only sweep
