@@ -13,7 +13,17 @@ BIN    := $(VENV)/bin
 # Content only, not modification time: nbdev-export rewrites pyproject.toml unchanged, which must not reinstall.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)-$(shell echo '$(TORCH) $(TORCH_INDEX)' | sha256sum | cut -c1-6)
 
-.PHONY: help install demo export test lab bench clean
+.PHONY: help install demo export test lab bench clean notebook
+
+# Set `prodkit` as the kernel of new notebooks in this venv's JupyterLab (merged into its jupyter_server_config.json).
+define LAB_DEFAULT_KERNEL
+import json, pathlib, sys
+p = pathlib.Path(sys.prefix, "etc", "jupyter", "jupyter_server_config.json")
+cfg = json.loads(p.read_text()) if p.exists() else {}
+cfg.setdefault("MultiKernelManager", {})["default_kernel_name"] = "prodkit"
+p.parent.mkdir(parents=True, exist_ok=True); p.write_text(json.dumps(cfg, indent=2) + "\n")
+endef
+export LAB_DEFAULT_KERNEL
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -25,8 +35,7 @@ $(STAMP):
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name prodkit --display-name "Python (prodkit)" >/dev/null
-	@mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d   # JupyterLab opens new notebooks on the `prodkit` kernel
-	@echo '{"MultiKernelManager": {"default_kernel_name": "prodkit"}}' > $(VENV)/etc/jupyter/jupyter_server_config.d/prodkit.json
+	@$(BIN)/python -c "$$LAB_DEFAULT_KERNEL"   # JupyterLab opens new notebooks on the `prodkit` kernel
 	@if [ -d .git ]; then \
 	  $(BIN)/nbdev-install-hooks --diff False >/dev/null && \
 	  git config -f .gitconfig merge.jupyternotebook.driver "$(BIN)/nbdev-merge %O %A %B %P" && \
@@ -49,6 +58,24 @@ test: install ## fail if prodkit/ or nbs/ is out of sync or unclean, lint, then 
 
 bench: install ## benchmarks in bench/: a table here, JSON in bench/results/
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# `make notebook NAME=50_scaler` starts nbs/50_scaler.ipynb (module `scaler`); `FROM=path/50_scaler.py` converts a jupytext
+# percent file (creating or updating the notebook). Either way it ends clean and exported, as `make test` wants it.
+NOTEBOOK = $(or $(NAME),$(basename $(notdir $(FROM))))
+MODULE   = $(shell echo '$(NOTEBOOK)' | sed 's/^[0-9]*_//')
+
+notebook: install ## new or updated library notebook, clean and exported: NAME=50_scaler, or FROM=file.py (jupytext percent)
+	@test -n "$(NOTEBOOK)" || { echo "usage: make notebook NAME=50_scaler | make notebook FROM=path/to/50_scaler.py" >&2; exit 2; }
+	@src='$(FROM)'; if [ -z "$$src" ]; then \
+	  test ! -e nbs/$(NOTEBOOK).ipynb || { echo "nbs/$(NOTEBOOK).ipynb exists: edit it, or update it with FROM=file.py" >&2; exit 2; }; \
+	  src=$$(mktemp --suffix .py); trap 'rm -f "$$src"' EXIT; \
+	  printf '%s\n' '# %% [markdown]' '# # $(MODULE)' '#' '# > One line on what this module is for.' '' \
+	    '# %%' '#| default_exp $(MODULE)' '' '# %%' '#| export' 'from __future__ import annotations' '' \
+	    '# %%' 'from fastcore.test import test_eq' > "$$src"; fi; \
+	$(BIN)/jupytext --quiet --to ipynb --set-kernel prodkit $(if $(wildcard nbs/$(NOTEBOOK).ipynb),--update) -o nbs/$(NOTEBOOK).ipynb "$$src"
+	$(BIN)/nbdev-clean --fname nbs/$(NOTEBOOK).ipynb
+	$(BIN)/nbdev-export
+	@echo "nbs/$(NOTEBOOK).ipynb is clean and exported to prodkit/$(MODULE).py"
 
 lab: install ## JupyterLab on 127.0.0.1 with the `prodkit` kernel
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,)
