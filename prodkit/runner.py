@@ -220,7 +220,9 @@ def execute_notebook(plan: JobPlan, rec: RunRecord, kernel: str, progress: bool)
 # %% ../nbs/24_runner.ipynb #2a69abcf
 def finish_run(plan: JobPlan, rec: RunRecord, out, code: ExitCode, reason: str | None, seconds: float) -> RunRecord:
     "Save the executed notebook and the final record"
-    if code != ExitCode.OK: out = failure_banner(out, f"{STATUS_OF[code]}: {reason}", interrupted=code == ExitCode.INTERRUPTED)
+    if code != ExitCode.OK:
+        status = "was killed" if STATUS_OF[code] == "killed" else STATUS_OF[code]
+        out = failure_banner(out, f"{status}: {reason}", interrupted=code == ExitCode.INTERRUPTED)
     write_notebook(out, rec.path/"output.ipynb", plan.secrets, fsync=True)
     for name in ("metrics", "measurements", "artifacts", "links"):
         if (f := rec.path/f"{name}.json").exists(): setattr(rec, name, json.loads(f.read_text()))

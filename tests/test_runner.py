@@ -66,12 +66,13 @@ def test_unknown_override_fails_before_any_kernel(tmp_path, runs):
     assert res.returncode == ExitCode.CONFIG_ERROR and "train.epoch" in res.stderr
     assert not runs.exists()
 
-@pytest.mark.parametrize("tags, message", [([], "no cell tagged `parameters`"), (["parameters", "parameters"], "2 cells tagged")])
-def test_missing_or_duplicate_parameters_cell_is_refused(tmp_path, runs, tags, message):
+@pytest.mark.parametrize("tags, args, message", [([], ["job.params.n=1"], "no cell tagged `parameters`, so it has no place for parameters (n)"),
+                                                  (["parameters", "parameters"], [], "2 cells tagged")])
+def test_missing_or_duplicate_parameters_cell_is_refused(tmp_path, runs, tags, args, message):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("cfg = {}", metadata={"tags": [t]} if t else {}) for t in (tags or [""])]
     nbformat.write(nb, tmp_path/"bad.ipynb")
-    res = prodkit("run", tmp_path/"bad.ipynb", f"paths.runs_dir={runs}")
+    res = prodkit("run", tmp_path/"bad.ipynb", f"paths.runs_dir={runs}", *args)
     assert res.returncode == ExitCode.CONFIG_ERROR and message in res.stderr
     assert not runs.exists()
 
@@ -197,7 +198,7 @@ def test_sigterm_of_the_runner_marks_the_run_killed(tmp_path, runs):
     proc.communicate(timeout=60)
     assert proc.returncode == ExitCode.INTERRUPTED
     [rec] = records(runs)
-    assert rec.status == "killed" and "interrupted" in rec.exit_reason
+    assert rec.status == "killed" and rec.exit_reason == "interrupted by SIGTERM"
     json.loads((Path(rec.run_dir)/"output.ipynb").read_text())
     kernel_pid = int(next(runs.glob("*/*/started")).read_text())
     time.sleep(1)
