@@ -59,7 +59,7 @@ def test_ci_runs_the_readme_test_command():
 
 def test_make_help_lists_every_target():
     out = run("make", "-s", "help", check=True).stdout
-    for target in ("install", "demo", "export", "test", "lab", "bench", "clean"): assert f"make {target}" in out
+    for target in ("install", "demo", "export", "test", "notebook", "lab", "bench", "clean"): assert f"make {target}" in out
 
 def test_pre_commit_hook_commits_the_clean_version_and_leaves_the_working_tree(tmp_path):
     repo = tmp_path/"repo"
