@@ -5,6 +5,7 @@ import json, shutil, signal, subprocess, time
 from pathlib import Path
 import nbformat
 import pytest
+from prodkit.cli import main
 from prodkit.runs import ExitCode, RunRecord
 from conftest import PY, ROOT, run
 from test_runner import PRODKIT, prodkit, records
@@ -36,27 +37,26 @@ def got(rec: RunRecord) -> dict: return json.loads((Path(rec.run_dir)/"got.json"
     (["-p", "alpah", "0.3"], "unknown notebook parameter 'alpah'; the parameters cell declares: msg, alpha, dates, n"),
     (["job.params.beta=1"], "unknown notebook parameter 'beta'"),
 ])
-def test_wrong_parameters_are_refused_before_any_kernel(tmp_path, args, message):
+def test_wrong_parameters_are_refused_before_any_kernel(tmp_path, capsys, args, message):
     runs = tmp_path/"runs"
-    res = prodkit("run", pm_notebook(tmp_path/"nb.ipynb"), f"paths.runs_dir={runs}", *args)
-    assert res.returncode == ExitCode.CONFIG_ERROR and message in res.stderr, res.stderr
+    assert main(["run", str(pm_notebook(tmp_path/"nb.ipynb")), f"paths.runs_dir={runs}", *args]) == ExitCode.CONFIG_ERROR
+    assert message in capsys.readouterr().err
     assert not runs.exists()
 
-def test_parameters_for_a_notebook_without_a_parameters_cell_are_refused(tmp_path):
+def test_parameters_for_a_notebook_without_a_parameters_cell_are_refused(tmp_path, capsys):
     runs = tmp_path/"runs"
-    res = prodkit("run", PM_NOTEBOOKS/"no_parameters.ipynb", f"paths.runs_dir={runs}", "-p", "msg", "hi")
-    assert res.returncode == ExitCode.CONFIG_ERROR and "no cell tagged `parameters`, so it has no place for parameters (msg)" in res.stderr
+    assert main(["run", str(PM_NOTEBOOKS/"no_parameters.ipynb"), f"paths.runs_dir={runs}", "-p", "msg", "hi"]) == ExitCode.CONFIG_ERROR
+    assert "no cell tagged `parameters`, so it has no place for parameters (msg)" in capsys.readouterr().err
     assert not runs.exists()
 
-def test_params_lists_type_default_and_help(tmp_path):
-    nb = pm_notebook(tmp_path/"nb.ipynb")
+def test_params_lists_type_default_and_help(tmp_path, capsys):
+    nb = str(pm_notebook(tmp_path/"nb.ipynb"))
     for args in (["params", nb], ["run", nb, "--help-params"]):
-        res = prodkit(*args)
-        assert res.returncode == 0, res.stderr
-        lines = {line.split()[0]: line for line in res.stdout.splitlines()[2:-1]}
+        assert main(args) == 0
+        lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:-1]}
         assert lines["alpha"].split()[1:4] == ["float", "0.6", "learning"] and "the days to load" in lines["dates"]
         assert "int" in lines["n"] and "any" in lines["msg"]
-    res = prodkit("params", PM_NOTEBOOKS/"complex_parameters.ipynb")    # papermill's own example of annotations and `# type:`
+    res = prodkit("params", PM_NOTEBOOKS/"complex_parameters.ipynb")    # the console script; papermill's own example of `# type:`
     assert "List[str]" in res.stdout and "Nice list" in res.stdout and "Variable a" in res.stdout
 
 # --- papermill's test notebooks, run by papermill and by prodkit --------------------------------------------------
@@ -74,24 +74,34 @@ PM_NAMES = sorted(p.name[:-6] for p in PM_NOTEBOOKS.iterdir() if p.name.endswith
 def papermill_outcome(nb: Path, out: Path) -> tuple[str, str | None]:
     "What papermill itself does: ('succeeded', None) or ('failed', the error's name)"
     import papermill
+    out.parent.mkdir(parents=True, exist_ok=True)
     try: papermill.execute_notebook(str(nb), str(out), progress_bar=False, cwd=str(out.parent))
     except papermill.PapermillExecutionError as e: return "failed", e.ename
     except Exception as e: return "failed", type(e).__name__
     return "succeeded", None
 
+@pytest.fixture(scope="module")
+def papermill_outcomes(tmp_path_factory):
+    "What papermill does on each of its notebooks, run in a thread pool (kernels mostly wait)"
+    from concurrent.futures import ThreadPoolExecutor
+    d = tmp_path_factory.mktemp("papermill")
+    with ThreadPoolExecutor(4) as pool:
+        outs = pool.map(lambda n: papermill_outcome(Path(str(PM_NOTEBOOKS/f"{n}.ipynb")), d/n/"out.ipynb"), PM_NAMES)
+        return dict(zip(PM_NAMES, outs))
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", PM_NAMES)
-def test_papermill_test_notebooks_run_as_papermill_runs_them(tmp_path, name):
+def test_papermill_test_notebooks_run_as_papermill_runs_them(tmp_path, name, papermill_outcomes):
     nb = Path(str(PM_NOTEBOOKS/f"{name}.ipynb"))
-    expected = papermill_outcome(nb, tmp_path/"papermill.ipynb")
+    expected = papermill_outcomes[name]
     runs = tmp_path/"runs"
-    res = prodkit("run", "-q", nb, f"paths.runs_dir={runs}")
+    code = main(["run", "-q", str(nb), f"paths.runs_dir={runs}"])     # in-process: the same command, without a second start-up
     [rec] = records(runs)
     status, reason = DIFFERENCES.get(name, expected)
     assert rec.status == status, (expected, rec.exit_reason)
-    if status == "succeeded": assert res.returncode == 0 and rec.exit_reason is None
+    if status == "succeeded": assert code == 0 and rec.exit_reason is None
     else:
-        assert res.returncode == (ExitCode.KERNEL_START if name == "notimplemented_translator" else ExitCode.CELL_FAILED)
+        assert code == (ExitCode.KERNEL_START if name == "notimplemented_translator" else ExitCode.CELL_FAILED)
         assert reason in rec.exit_reason, rec.exit_reason     # the error's name (SyntaxError, AssertionError, SystemExit, ...)
     out = nbformat.read(Path(rec.run_dir)/"output.ipynb", as_version=4)
     tags = [t for c in out.cells for t in c.get("metadata", {}).get("tags", [])]
