@@ -218,3 +218,22 @@ def test_jupyterlab_opens_new_notebooks_on_the_prodkit_kernel():
             "app = ServerApp(); app.load_config_file(); print(MappingKernelManager(config=app.config).default_kernel_name)")
     res = run(PY, "-c", code, cwd="/")
     assert res.stdout.strip().splitlines()[-1] == "prodkit", res.stderr
+
+@pytest.mark.slow
+def test_a_notebook_for_another_language_runs_on_its_own_kernel(tmp_path):
+    "A kernelspec for language R (here a Python kernel in disguise, marked by an environment variable) is used as it is"
+    import sys
+    spec = tmp_path/"jupyter"/"kernels"/"fake-r"
+    spec.mkdir(parents=True)
+    (spec/"kernel.json").write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                                                "display_name": "Fake R", "language": "R", "env": {"FAKE_R_KERNEL": "yes"}}))
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "fake-r", "language": "R", "display_name": "Fake R"}})
+    nb.cells = [nbformat.v4.new_code_cell('msg = "default"', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import os, json\nopen('got.json', 'w').write(json.dumps([msg, os.environ.get('FAKE_R_KERNEL'), 'cfg' in dir()]))")]
+    nbformat.write(nb, tmp_path/"r.ipynb")
+    res = run(PRODKIT, "run", "-q", tmp_path/"r.ipynb", f"paths.runs_dir={tmp_path/'runs'}", "-p", "msg", "hi",
+              env={"JUPYTER_PATH": str(tmp_path/"jupyter")})
+    assert res.returncode == 0, res.stderr
+    [rec] = records(tmp_path/"runs")
+    assert json.loads((Path(rec.run_dir)/"got.json").read_text()) == ["hi", "yes", False]   # its kernel, papermill's R injection, no cfg
+    assert nbformat.read(Path(rec.run_dir)/"output.ipynb", as_version=4).metadata.kernelspec.name == "fake-r"
