@@ -135,6 +135,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'prodkit.params._is': ('params.html#_is', 'prodkit/params.py'),
                                 'prodkit.params._plain': ('params.html#_plain', 'prodkit/params.py'),
                                 'prodkit.params._read_notebook': ('params.html#_read_notebook', 'prodkit/params.py'),
+                                'prodkit.params._translator': ('params.html#_translator', 'prodkit/params.py'),
                                 'prodkit.params.check_value': ('params.html#check_value', 'prodkit/params.py'),
                                 'prodkit.params.cli_params': ('params.html#cli_params', 'prodkit/params.py'),
                                 'prodkit.params.cli_value': ('params.html#cli_value', 'prodkit/params.py'),

@@ -53,6 +53,7 @@ def inject(nb, cfg: dict, run_id: str, params: dict | None = None, language: str
     if language == "python": src = injected_source(cfg, run_id, params)
     elif params:
         from papermill.translators import translate_parameters
+        language = (nb.metadata.get("kernelspec") or {}).get("language") or language   # as papermill names it: `R`, not `r`
         src = translate_parameters(kernel, language, params, f"Parameters injected by prodkit (run {run_id})")
     else: return nb
     i = parameters_cell(nb)

@@ -142,10 +142,22 @@ def check_value(p: Parameter, value):
     return float(value) if expected == "float" and isinstance(value, int) else value
 
 # %% ../nbs/23_params.ipynb #ce60f980
+def _translator(nb):
+    "papermill's translator for a notebook in another language; `ConfigError` when there is none"
+    from papermill.exceptions import PapermillException
+    from papermill.translators import papermill_translators
+    ks = nb.metadata.get("kernelspec") or {}
+    try: return papermill_translators.find_translator(ks.get("name", ""), ks.get("language") or notebook_language(nb))
+    except PapermillException:
+        raise ConfigError(f"the notebook is written in {ks.get('language') or notebook_language(nb)}, for which papermill has no "
+                          "parameter translator: it cannot take parameters") from None
+
 def notebook_params(nb, given: dict | None) -> dict:
     "The values to inject into `nb`: `given` checked against its parameters cell (`{}` for a `cfg`-only notebook)"
     given = dict(given or {})
-    if notebook_language(nb) != "python": return given
+    if notebook_language(nb) != "python":
+        if given: _translator(nb)
+        return given
     declared = declared_parameters(nb)
     if declared is None:
         if given: raise ConfigError(f"the notebook has no cell tagged `parameters`, so it has no place for parameters "
