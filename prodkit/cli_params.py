@@ -25,9 +25,9 @@ def params_options(f):
     "Add papermill's parameter options (`-p`, `-r`, `-y`, `-f`) and `--help-params` to a click command"
     for opt in reversed([
         click.option("-p", "--parameters", "pairs", nargs=2, multiple=True, metavar="NAME VALUE", help=_doc("pairs")),
-        click.option("-r", "--parameters-raw", "--parameters_raw", "raw", nargs=2, multiple=True, metavar="NAME VALUE", help=_doc("raw")),
-        click.option("-y", "--parameters-yaml", "--parameters_yaml", "yamls", multiple=True, metavar="YAML", help=_doc("yamls")),
-        click.option("-f", "--parameters-file", "--parameters_file", "files", multiple=True, metavar="FILE", help=_doc("files")),
+        click.option("-r", "--parameters_raw", "raw", nargs=2, multiple=True, metavar="NAME VALUE", help=_doc("raw")),
+        click.option("-y", "--parameters_yaml", "yamls", multiple=True, metavar="YAML", help=_doc("yamls")),
+        click.option("-f", "--parameters_file", "files", multiple=True, metavar="FILE", help=_doc("files")),
         click.option("--help-params", is_flag=True, help="list the notebook's parameters (type, default, help) and exit"),
     ]): f = opt(f)
     return f

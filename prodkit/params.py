@@ -226,10 +226,10 @@ def _plain(v):
     return json.loads(json.dumps(v, default=str))
 
 def cli_params(
-    files: list[str] | tuple = (),          # `-f`: YAML files of parameters
-    yamls: list[str] | tuple = (),          # `-y`: YAML strings of parameters
-    pairs: list[tuple] | tuple = (),        # `-p NAME VALUE`: one parameter, the value read as papermill does
-    raw: list[tuple] | tuple = (),          # `-r NAME VALUE`: one parameter, the value kept as a string
+    files: list[str] | tuple = (),          # a YAML file of notebook parameters
+    yamls: list[str] | tuple = (),          # notebook parameters as a YAML mapping, e.g. 'alpha: 0.3'
+    pairs: list[tuple] | tuple = (),        # one notebook parameter; VALUE read as papermill does (int, float, True/False/None, else a string), [lists] and {mappings} as YAML
+    raw: list[tuple] | tuple = (),          # one notebook parameter, VALUE kept as a string
 ) -> dict:
     "Parameters from papermill's options, merged in papermill's order: files, YAML strings, `-p`, `-r`"
     import yaml
