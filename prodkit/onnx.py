@@ -223,6 +223,6 @@ def speed_table(model: Classifier, onnx_model: bytes | str | Path, x: np.ndarray
                 t_torch = time_calls(lambda: torch.softmax(model(xt), 1), **timing)
             t_onnx = time_calls(lambda: sess.run(["probabilities"], {INPUT_NAME: xb}), **timing)
             for engine, t in (("onnxruntime", t_onnx), ("torch", t_torch)):
-                rows.append(dict(engine=engine, threads=th or "default", batch=b, **t, rows_per_s=b / (t["mean_ms"] / 1e3)))
+                rows.append(dict(engine=engine, threads=th or "default", cpu_threads=n, batch=b, **t, rows_per_s=b / (t["mean_ms"] / 1e3)))
             rows[-2]["speedup"] = t_torch["p50_ms"] / t_onnx["p50_ms"]
     return rows
