@@ -6,6 +6,7 @@
 from __future__ import annotations
 import inspect
 import os
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -20,10 +21,11 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 # %% auto #0
-__all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'ConfigError', 'project_root', 'conf_dir', 'TrackingMode', 'PathsConfig',
-           'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec', 'DataConfig', 'ModelConfig', 'Optimizer',
-           'Monitor', 'TrainConfig', 'TrackingConfig', 'JobConfig', 'ProdkitConfig', 'check_targets', 'instantiate',
-           'compose', 'config_error', 'validate', 'to_dict', 'as_config']
+__all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'GATE_METRICS', 'GATE_OPS', 'ConfigError', 'project_root', 'conf_dir',
+           'ParityConfig', 'SpeedConfig', 'ExportConfig', 'GatesConfig', 'RegistryConfig', 'TrackingMode',
+           'PathsConfig', 'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec', 'DataConfig', 'ModelConfig',
+           'Optimizer', 'Monitor', 'TrainConfig', 'TrackingConfig', 'JobConfig', 'ProdkitConfig', 'check_targets',
+           'instantiate', 'compose', 'config_error', 'validate', 'parse_gate', 'check_gates', 'to_dict', 'as_config']
 
 # %% ../nbs/00_config.ipynb #6f2af318
 class ConfigError(ValueError):
@@ -51,6 +53,38 @@ def conf_dir() -> Path:
 
 # %% ../nbs/00_config.ipynb #f93f18b9
 OmegaConf.register_new_resolver("prodkit_root", lambda: str(project_root()), replace=True)
+
+# %% ../nbs/00_config.ipynb #2571deee
+@dataclass
+class ParityConfig:
+    batch_sizes: list[Optional[int]] = field(default_factory=lambda: [1, 7, 256, None])  # None: the whole test set
+    tolerances: Dict[str, float] = field(default_factory=lambda: {"probabilities": 1e-5, "logits": 1e-4})  # max |onnx - torch| per output
+
+@dataclass
+class SpeedConfig:
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 256])  # batch sizes timed
+    warmup: int = 20          # untimed calls first
+    repeats: int = 200        # timed calls (at most)
+    budget_s: float = 1.0     # stop timing one setting after this many seconds
+
+@dataclass
+class ExportConfig:
+    dynamo: bool = True        # the torch.export-based exporter; false: the legacy TorchScript one
+    opset: int = 20            # ONNX opset
+    batch_axis: str = "batch"  # name of the dynamic batch dimension
+    example_batch: int = 2     # rows of the traced example (parity checks other sizes)
+    full_check: bool = True    # onnx.checker with shape inference
+    parity: ParityConfig = field(default_factory=ParityConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+
+@dataclass
+class GatesConfig:
+    rules: list[str] = field(default_factory=list)  # "metric op threshold", e.g. "accuracy >= 0.95", "accuracy >= production - 0.01"
+
+@dataclass
+class RegistryConfig:
+    path: str = MISSING        # directory holding registry.db and blobs/ (relative: from paths.root)
+    promote: bool = True       # the release job promotes a version that passes its gates
 
 # %% ../nbs/00_config.ipynb #92ca83d0
 class TrackingMode(str, Enum):
@@ -171,6 +205,9 @@ class ProdkitConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)        # release: ONNX export, parity, speed
+    gates: GatesConfig = field(default_factory=GatesConfig)           # release: what a model must pass
+    registry: RegistryConfig = field(default_factory=RegistryConfig)  # release: where versions live
     job: Optional[JobConfig] = None     # set by `job=<name>`; None when composing without a job
 
 # %% ../nbs/00_config.ipynb #aea6f602
@@ -241,12 +278,13 @@ def config_error(e: Exception) -> ConfigError:
     return ConfigError(_explain(e))
 
 # %% ../nbs/00_config.ipynb #1c413acc
-PATH_KEYS = ("data.path", "data.outliers.quarantine_path", "train.resume_from")   # relative to paths.root
+PATH_KEYS = ("data.path", "data.outliers.quarantine_path", "train.resume_from", "registry.path")   # relative to paths.root
 MUST_EXIST = ("train.resume_from",)
 
 def validate(cfg: DictConfig) -> DictConfig:
     "Check `_target_`s, make `PATH_KEYS` absolute (from `paths.root`) and check `MUST_EXIST` paths; returns `cfg`"
     check_targets(cfg)
+    check_gates(cfg)
     for key in PATH_KEYS:
         v = OmegaConf.select(cfg, key, default=None)
         if isinstance(v, str) and v and not Path(v).is_absolute(): OmegaConf.update(cfg, key, str(Path(cfg.paths.root)/v))
@@ -254,6 +292,28 @@ def validate(cfg: DictConfig) -> DictConfig:
         v = OmegaConf.select(cfg, key, default=None)
         if v and not Path(v).exists(): raise ConfigError(f"{key}={v} does not exist")
     return cfg
+
+# %% ../nbs/00_config.ipynb #aede0101
+GATE_METRICS = ("accuracy", "f1", "roc_auc", "ece", "parity_max_abs", "latency_ms_p50", "latency_ms_p95", "model_mb", "leakage_rows")
+GATE_OPS = (">=", "<=", ">", "<", "==")
+_GATE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|==|>|<)\s*(production(?:\s*([+-])\s*([0-9.eE+-]+))?|[0-9.eE+-]+)\s*$")
+
+def parse_gate(rule: str) -> dict:
+    "`'accuracy >= production - 0.01'` -> {metric, op, threshold or None, production, offset}; `ConfigError` if malformed"
+    m = _GATE.match(str(rule))
+    if not m: raise ConfigError(f"gate {rule!r} is not `metric op threshold` (op one of {' '.join(GATE_OPS)}), e.g. 'accuracy >= 0.95'")
+    metric, op, rhs, sign, off = m.groups()
+    if metric not in GATE_METRICS: raise ConfigError(f"gate {rule!r}: unknown metric {metric!r}; known: {', '.join(GATE_METRICS)}")
+    try:
+        if rhs.startswith("production"): return dict(metric=metric, op=op, threshold=None, production=True, offset=float(f"{sign}{off}") if sign else 0.0)
+        return dict(metric=metric, op=op, threshold=float(rhs), production=False, offset=0.0)
+    except ValueError: raise ConfigError(f"gate {rule!r}: {off or rhs!r} is not a number") from None
+
+def check_gates(cfg: DictConfig) -> None:
+    "Parse every `gates.rules` entry (a `ConfigError` names the bad one)"
+    for i, rule in enumerate(OmegaConf.select(cfg, "gates.rules", default=None) or []):
+        try: parse_gate(rule)
+        except ConfigError as e: raise ConfigError(f"gates.rules[{i}]: {e}") from None
 
 # %% ../nbs/00_config.ipynb #141be3e5
 def to_dict(cfg: DictConfig) -> dict:
