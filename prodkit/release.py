@@ -20,7 +20,7 @@ from .model import Classifier, load_model, to_tensors, weights_sha256
 from .onnx import ExportSettings, export_onnx, onnx_metadata, onnx_predict, ort_session, parity_report, speed_table
 from .registry import ModelRegistry
 from .runner import RunRecord, find_run, list_runs
-from .safe_write import write_atomic, write_json
+from .atomic import write_atomic, write_json
 
 # %% auto #0
 __all__ = ['ReleaseError', 'TrainedRun', 'find_train_run', 'load_train_run', 'test_arrays', 'onnx_metrics', 'production_metrics',
