@@ -158,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     "Entry point of the `prodkit` command"
     from prodkit.runner import skip_slow_optional_imports
     skip_slow_optional_imports()   # the CLI only: saves a second of start-up (see `prodkit.runner`)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("release", "registry"):   # click commands from prodkit.cli_release
+        from prodkit.cli_release import registry, release
+        return {"release": release, "registry": registry}[argv[0]].main(argv[1:], prog_name=f"prodkit {argv[0]}")
     p = parser()
-    args = p.parse_args(_options_first(sys.argv[1:] if argv is None else list(argv), p.run_parser))
+    args = p.parse_args(_options_first(argv, p.run_parser))
     try: return args.func(args)
     except KeyboardInterrupt: return 130
     except BrokenPipeError:        # `prodkit runs | head`: the reader left; say nothing more
