@@ -23,8 +23,8 @@ from .runner import RunRecord, find_run, list_runs
 from .atomic import write_atomic, write_json
 
 # %% auto #0
-__all__ = ['ReleaseError', 'TrainedRun', 'find_train_run', 'load_train_run', 'test_arrays', 'onnx_metrics', 'production_metrics',
-           'export_settings', 'release']
+__all__ = ['ReleaseError', 'TrainedRun', 'find_train_run', 'load_train_run', 'holdout_arrays', 'onnx_metrics',
+           'production_metrics', 'export_settings', 'release']
 
 # %% ../nbs/33_release.ipynb #7c2ba016
 class ReleaseError(RuntimeError):
@@ -77,7 +77,7 @@ def load_train_run(ref: str | None, runs_dir: str | Path) -> TrainedRun:
     return TrainedRun(rec, cfg, model, split, ref_stats)
 
 # %% ../nbs/33_release.ipynb #d7725f8a
-def test_arrays(trained: TrainedRun) -> tuple[np.ndarray, np.ndarray]:
+def holdout_arrays(trained: TrainedRun) -> tuple[np.ndarray, np.ndarray]:
     "The test rows as float32 features and int labels"
     x, y = to_tensors(trained.split.test, trained.model.inputs)
     return x.numpy(), y.numpy()
@@ -137,7 +137,7 @@ def release(
     meta = onnx_metadata(trained.model, trained.reference_stats, rec.id, trained.split.data_version, rec.metrics.get("weights_sha256") or weights_sha256(trained.model))
     onnx_bytes, facts = export_onnx(trained.model, export_settings(cfg), meta)
     write_atomic(out/"model.onnx", onnx_bytes)
-    x, y = test_arrays(trained)
+    x, y = holdout_arrays(trained)
     measured, parity, speed = _measure(cfg, trained, onnx_bytes, facts, x, y)
     prod_name, prod = production_metrics(reg, trained, x, y)
     gates = evaluate_gates(list(cfg.gates.rules), measured, prod, prod_name or "production")
