@@ -11,9 +11,7 @@ from pathlib import Path
 import click
 
 from .config import ConfigError, compose
-from .gates import format_gate_table
 from .registry import ModelRegistry, RegistryError
-from .release import ReleaseError, find_train_run, load_train_run, release as release_run
 
 # %% auto #0
 __all__ = ['version_rows', 'registry', 'list_versions', 'show', 'promote', 'rollback', 'history', 'register', 'release']
@@ -111,6 +109,8 @@ def history(ctx):
 def register(ctx, run, overrides):
     "Export, check and register a training run as `candidate` (no promotion); RUN: id or prefix, default the latest"
     import tempfile
+    from prodkit.gates import format_gate_table
+    from prodkit.release import ReleaseError, load_train_run, release as release_run
     try:
         cfg = compose(overrides=list(overrides) + ([f"registry.path={ctx.obj['path']}"] if ctx.obj["path"] else []))
         trained = load_train_run(run, cfg.paths.runs_dir)
@@ -124,6 +124,7 @@ def register(ctx, run, overrides):
 
 # %% ../nbs/85_cli_release.ipynb #9675f1a5
 def _summary(rep: dict) -> str:
+    from prodkit.gates import format_gate_table
     p = rep["parity"]
     lines = [f"parity: {'ok' if p['passed'] else 'FAILED'}, max |onnx - torch| {p['max_abs']:.3g} over batch sizes "
              f"{sorted({r['batch'] for r in p['rows']})}"] + [f"  {f}" for f in p["failures"]]
@@ -139,6 +140,7 @@ def _summary(rep: dict) -> str:
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def release(run, overrides, no_promote, quiet):
     "Release a training run (id or prefix; default: the latest succeeded): ONNX, parity, gates, registry, promotion"
+    from prodkit.release import ReleaseError, find_train_run
     from prodkit.runner import run_job
     try:
         cfg = compose(overrides=list(overrides))

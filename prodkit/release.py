@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError
 from .data import Split, load_dataset, split_dataset
 from .evaluate import classification_metrics
 from .gates import evaluate_gates, gate_failures, gates_passed, leakage_rows
 from .model import Classifier, load_model, to_tensors, weights_sha256
 from .onnx import ExportSettings, export_onnx, onnx_metadata, onnx_predict, ort_session, parity_report, speed_table
 from .registry import ModelRegistry
-from .runner import RunRecord, find_run, list_runs
+from .runs import RunNotFound, RunRecord, find_run, list_runs
 from .atomic import write_atomic, write_json
 
 # %% auto #0
@@ -49,7 +48,7 @@ def find_train_run(ref: str | None, runs_dir: str | Path, job: str = "train") ->
         if not done: raise ReleaseError(f"no succeeded {job} run under {runs_dir}: run `prodkit run {job}` first")
         return done[-1]
     try: rec = find_run(str(ref), runs_dir)
-    except ConfigError as e: raise ReleaseError(f"cannot release: {e}") from None
+    except RunNotFound as e: raise ReleaseError(f"cannot release: {e}") from None
     if rec.status != "succeeded":
         raise ReleaseError(f"cannot release run {rec.id} ({rec.job}): it {rec.status}" + (f" ({rec.exit_reason})" if rec.exit_reason else "")
                            + "; only a succeeded training run can be released")
