@@ -148,3 +148,18 @@ def test_release_refuses_a_missing_or_failed_run_clearly(project, tmp_path):
     r = run(ROOT/".venv/bin/prodkit", "release", failed.id, *base)
     assert r.returncode == 2 and f"cannot release run {failed.id} (boom): it failed (cell In [" in r.stderr, r.stderr
     with pytest.raises(ReleaseError, match="no succeeded train run"): load_train_run(None, tmp_path/"nothing")
+
+
+def test_a_cnn_exports_with_a_flat_input_and_keeps_parity():
+    "The contract's input is a flat row for every architecture: the CNN reshapes inside the graph"
+    from prodkit.data import InputSpec
+    from prodkit.model import build_model
+    import numpy as np
+    spec = InputSpec([f"p{i}" for i in range(64)], "target", 10, [1, 8, 8], [0.0] * 64, [1.0] * 64)
+    model = build_model(compose(overrides=["model=cnn"]).model, spec, seed=0).eval()
+    data, facts = export_onnx(model, metadata=onnx_metadata(model))
+    sess = ort_session(data)
+    assert sess.get_inputs()[0].shape == ["batch", 64] and sess.get_outputs()[0].shape == ["batch", 10]
+    x = np.random.default_rng(0).normal(size=(300, 64)).astype(np.float32)
+    assert parity_report(model, data, x)["passed"]
+    assert read_onnx_metadata(data)["input"]["example_shape"] == [1, 8, 8]
