@@ -112,11 +112,15 @@ def test_leakage_gate_counts_test_rows_seen_in_training(trained):
 def test_release_cli_end_to_end_then_rollback(project):
     d, base = project["dir"], project["base"]
     rel = ["export.speed.repeats=20", "gates.rules=['accuracy >= 0.5', 'parity_max_abs <= 1e-4', 'accuracy >= production - 0.01']"]
-    r = run(ROOT/".venv/bin/prodkit", "release", project["run"].id[:6], *base, *rel, "--quiet")
+    r = run(ROOT/".venv/bin/prodkit", "release", project["run"].id[:6], *base, *rel, "tracking.mode=offline", "--quiet")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "parity: ok" in r.stdout and "promoted to production" in r.stdout and "accuracy >= 0.5" in r.stdout
     reg = ModelRegistry(d/"registry")
     v = reg.get("production")
+    from prodkit.tracking import read_offline_run             # the ONNX file is a wandb model artifact, linked from the version
+    logged = read_offline_run(v.links["wandb_dir"])
+    assert {"name": "synthetic-mlp-onnx", "type": "model", "files": ["model.onnx"]} in logged["artifacts"] and logged["exit_code"] == 0
+    assert v.links["wandb_artifact"] == "synthetic-mlp-onnx:latest" and v.links["wandb_run_id"] == logged["run_id"]
     assert v.run_id == project["run"].id and v.links["train_run_id"] == project["run"].id and v.export["exporter"] == "dynamo"
     assert v.provenance["config_hash"] == project["run"].config_hash and v.reference_stats["columns"]
     release_run = json.loads((d/"runs"/"release").glob("*/run.json").__next__().read_text())
