@@ -9,7 +9,7 @@ from prodkit.onnx import export_onnx, onnx_metadata, ort_session, parity_report,
 from prodkit.registry import ModelRegistry
 from prodkit.release import ReleaseError, export_settings, load_train_run, release, holdout_arrays
 from prodkit.runner import run_job
-from conftest import ROOT, run
+from conftest import PY, ROOT, run
 
 pytestmark = pytest.mark.slow
 
@@ -167,3 +167,22 @@ def test_a_cnn_exports_with_a_flat_input_and_keeps_parity():
     x = np.random.default_rng(0).normal(size=(300, 64)).astype(np.float32)
     assert parity_report(model, data, x)["passed"]
     assert read_onnx_metadata(data)["input"]["example_shape"] == [1, 8, 8]
+
+
+def test_dynamo_export_output_is_quiet_but_real_warnings_pass(tmp_path):
+    code = """
+import warnings
+from prodkit.config import compose
+from prodkit.data import InputSpec
+from prodkit.model import build_model
+from prodkit.onnx import export_onnx
+m = build_model(compose().model, InputSpec(["a", "b"], "y", 2, [2], [0.0, 0.0], [1.0, 1.0]))
+export_onnx(m)
+warnings.warn("a real warning after the export")
+print("exported")
+"""
+    r = run(PY, "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "exported\n", r.stdout
+    assert "torchvision" not in r.stderr and "LeafSpec" not in r.stderr and "✅" not in r.stderr
+    assert "a real warning after the export" in r.stderr
