@@ -156,7 +156,7 @@ def test_release_refuses_a_missing_or_failed_run_clearly(project, tmp_path):
 
 def test_a_cnn_exports_with_a_flat_input_and_keeps_parity():
     "The contract's input is a flat row for every architecture: the CNN reshapes inside the graph"
-    from prodkit.data import InputSpec
+    from prodkit.split import InputSpec
     from prodkit.model import build_model
     import numpy as np
     spec = InputSpec([f"p{i}" for i in range(64)], "target", 10, [1, 8, 8], [0.0] * 64, [1.0] * 64)
@@ -173,7 +173,7 @@ def test_dynamo_export_output_is_quiet_but_real_warnings_pass(tmp_path):
     code = """
 import warnings
 from prodkit.config import compose
-from prodkit.data import InputSpec
+from prodkit.split import InputSpec
 from prodkit.model import build_model
 from prodkit.onnx import export_onnx
 m = build_model(compose().model, InputSpec(["a", "b"], "y", 2, [2], [0.0, 0.0], [1.0, 1.0]))
