@@ -153,7 +153,8 @@ def release(
         tracker.log_artifact(out/"model.onnx", "model", name, metadata=dict(meta, measured=measured, gates_passed=report["gates_passed"]))
         links |= dict(wandb_run_id=tracker.run_id, wandb_dir=str(tracker.path), wandb_artifact=f"{name}:latest")
     sha = hashlib.sha256(onnx_bytes).hexdigest()
-    same = [v for v in reg.versions() if v.onnx_sha256 == sha and v.run_id == rec.id]   # released before: reuse, not copy
+    verdict = lambda gs: [(g["gate"], g["passed"]) for g in gs]
+    same = [v for v in reg.versions() if v.onnx_sha256 == sha and v.run_id == rec.id and verdict(v.gates) == verdict(gates)]  # released before: reuse
     v = same[-1] if same else reg.register(onnx_bytes, trained.path/"model.pt", metrics=measured, gates=gates, parity=parity,
                                            reference_stats=trained.reference_stats, provenance=_provenance(rec),
                                            export=dict(facts, speed=speed), links=links)
