@@ -62,10 +62,10 @@ def _blank(v):
     return v
 
 def redact(obj, secrets: list[str] | None = None, keys: bool = True):
-    "A copy of `obj` with `secrets` scrubbed from all strings and, if `keys`, the secret values of secret-looking keys replaced"
+    "A copy of `obj` with `secrets` scrubbed from all strings (mapping keys too) and, if `keys`, the secret values of secret-looking keys replaced"
     secrets = env_secrets() if secrets is None else secrets
     if isinstance(obj, Mapping):
-        return {k: _blank(v) if keys and is_secret_name(k) else redact(v, secrets, keys) for k, v in obj.items()}
+        return {redact(k, secrets, keys): _blank(v) if keys and is_secret_name(k) else redact(v, secrets, keys) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)): return type(obj)(redact(v, secrets, keys) for v in obj)
     if isinstance(obj, str): return scrub(obj, secrets)
     return obj
