@@ -23,12 +23,13 @@ from .config import ConfigError, to_dict, validate
 from .job import RUN_DIR_ENV, compose_job
 from .notebook import failed_cell, failure_banner, inject, parameters_cell, write_notebook
 from .provenance import data_files, data_hashes, environment, file_sha256, git_state, object_sha256, source_sha256
-from .redact import redact, redact_override, run_secrets, secret_values
+from .redact import redact, redact_override, run_secrets, scrub, secret_values
 from .runs import STATUS_OF, ExitCode, RunRecord, find_cached, find_run, new_run_dir, utc_now
 
 # %% auto #0
-__all__ = ['JobPlan', 'plan_job', 'start_run', 'skip_slow_optional_imports', 'run_papermill', 'outcome', 'default_kernel',
-           'execute_notebook', 'finish_run', 'execute', 'run_job', 'compare_metrics', 'changed_inputs', 'reproduce']
+__all__ = ['STOP_SIGNALS', 'JobPlan', 'plan_job', 'start_run', 'skip_slow_optional_imports', 'run_papermill', 'outcome',
+           'default_kernel', 'execute_notebook', 'finish_run', 'finish_safely', 'execute', 'run_job', 'compare_metrics',
+           'changed_inputs', 'reproduce']
 
 # %% ../nbs/24_runner.ipynb #99d3889d
 @dataclass
@@ -173,14 +174,19 @@ def _env(**kv):
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)   # besides SIGINT: a scheduler's stop, a closed terminal
+
 @contextmanager
 def _sigterm_interrupts():
-    "Turn SIGTERM into KeyboardInterrupt while a run executes (main thread only)"
+    "Turn SIGTERM and SIGHUP into KeyboardInterrupt while a run executes (main thread only), so the run is recorded as killed"
     if threading.current_thread() is not threading.main_thread(): yield; return
-    def handler(signum, frame): raise KeyboardInterrupt(f"signal {signum}")
-    old = signal.signal(signal.SIGTERM, handler)
+    def handler(signum, frame): raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try: yield
-    finally: signal.signal(signal.SIGTERM, old)
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+
+def _timeout(v) -> int | None: return None if v is None else int(v)   # nbclient takes whole seconds (the config checks it is one)
 
 def execute_notebook(plan: JobPlan, rec: RunRecord, kernel: str, progress: bool) -> tuple:
     "Inject the config into the plan's notebook and execute it in the run directory; return (notebook, exit code, reason)"
@@ -189,7 +195,7 @@ def execute_notebook(plan: JobPlan, rec: RunRecord, kernel: str, progress: bool)
     nb.metadata["prodkit"] = {"run_id": rec.id, "job": rec.job, "config_hash": rec.config_hash}
     try:
         with _sigterm_interrupts(), _env(**{RUN_DIR_ENV: rec.run_dir}):
-            out, exc, started = run_papermill(nb, kernel, rec.path, plan.secrets, plan.job.get("cell_timeout"),
+            out, exc, started = run_papermill(nb, kernel, rec.path, plan.secrets, _timeout(plan.job.get("cell_timeout")),
                                               int(plan.job["start_retries"]), progress, desc=f"{rec.job} {rec.id}")
     except KeyboardInterrupt as e: out, exc, started = nb, e, True
     return (out, *outcome(exc, started, kernel))
@@ -209,6 +215,18 @@ def finish_run(plan: JobPlan, rec: RunRecord, out, code: ExitCode, reason: str |
     rec.save()
     return rec
 
+# %% ../nbs/24_runner.ipynb #20092843
+def finish_safely(plan: JobPlan, rec: RunRecord, out, code: ExitCode, reason: str | None, seconds: float) -> RunRecord:
+    "`finish_run` with the reason scrubbed; if the run's files cannot be written, record a runner error instead"
+    reason = scrub(reason, plan.secrets) if reason else reason
+    try: return finish_run(plan, rec, out, code, reason, seconds)
+    except OSError as e:
+        rec.status, rec.exit_code = STATUS_OF[ExitCode.RUNNER_ERROR], int(ExitCode.RUNNER_ERROR)
+        rec.exit_reason = scrub(f"cannot write the run's files: {e}" + (f" (the job had ended: {reason})" if reason else ""), plan.secrets)
+        rec.ended, rec.duration_s = utc_now().isoformat(), round(seconds, 3)
+        rec.save()
+        return rec
+
 # %% ../nbs/24_runner.ipynb #9101ac09
 def execute(
     cfg: DictConfig,                  # a composed config with a `job` node
@@ -226,7 +244,7 @@ def execute(
     rec = start_run(plan, overrides, reproduces)
     t0 = time.monotonic()
     out, code, reason = execute_notebook(plan, rec, kernel or plan.job.get("kernel") or default_kernel(), progress)
-    return finish_run(plan, rec, out, code, reason, time.monotonic() - t0)
+    return finish_safely(plan, rec, out, code, reason, time.monotonic() - t0)
 
 def run_job(
     job: str,                       # a job name in conf/job, or a notebook path

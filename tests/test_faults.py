@@ -1,0 +1,131 @@
+"Faults an operator's bad day brings: signals, damaged records, odd paths and values, secrets in errors. Real processes and files."
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import nbformat
+import pytest
+from prodkit.runs import ExitCode, RunRecord
+from conftest import ROOT, run
+
+PRODKIT = Path(sys.executable).parent/"prodkit"
+pytestmark = pytest.mark.slow
+SECRET = "tok-FAULT-5f3a9c1e77"
+
+def notebook(path: Path, *cells: str) -> Path:
+    "A job notebook: imports, a parameters cell, then `cells`"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import json, os, time\nfrom prodkit.job import record, artifact, run_dir"),
+                nbformat.v4.new_code_cell("cfg = {'job': {'params': {}}}", metadata={"tags": ["parameters"]}),
+                *[nbformat.v4.new_code_cell(c) for c in cells]]
+    nbformat.write(nb, path)
+    return path
+
+def prodkit(*args, env=None, timeout=300, cwd=ROOT):
+    return run(PRODKIT, *args, env=env, timeout=timeout, cwd=cwd)
+
+def records(runs: Path) -> list[RunRecord]:
+    return [RunRecord.load(p.parent) for p in sorted(runs.glob("*/*/run.json"))]
+
+def wait_for(pattern: str, where: Path, n: int = 1, timeout: float = 90) -> list[Path]:
+    "Wait until `n` files match `pattern` under `where`"
+    deadline = time.monotonic() + timeout
+    while len(found := list(where.glob(pattern))) < n and time.monotonic() < deadline: time.sleep(0.1)
+    assert len(found) >= n, f"only {len(found)} of {n} {pattern} after {timeout} s"
+    return found
+
+@pytest.fixture
+def runs(tmp_path): return tmp_path/"runs"
+
+# --- values and paths that escape ---------------------------------------------------------------
+
+@pytest.mark.parametrize("override", ["job.cell_timeout=1.5", "job.cell_timeout=0", "job.cell_timeout=-1", "job.start_retries=-5",
+                                      "train.lr=nan", "train.lr=-1", "train.epochs=0", "job.name=../../x", "job.name=/tmp/x"])
+def test_out_of_range_values_and_escaping_names_are_refused_at_compose_time(tmp_path, runs, override):
+    res = prodkit("run", "hello", f"paths.runs_dir={runs}", override)
+    assert res.returncode == ExitCode.CONFIG_ERROR, (res.returncode, res.stderr)
+    assert override.split("=")[0] in res.stderr and "Traceback" not in res.stderr
+    assert not runs.exists() and not (tmp_path/"x").exists()
+
+def test_null_cell_timeout_means_no_limit(tmp_path, runs):
+    res = prodkit("run", "-q", "hello", f"paths.runs_dir={runs}", "job.cell_timeout=null")
+    assert res.returncode == 0, res.stderr
+
+def test_a_relative_runs_dir_is_taken_from_the_project_root(tmp_path, project_copy):
+    nb = notebook(tmp_path/"rel.ipynb", "record(x=1)\n(run_dir()/'a.txt').write_text('a')\nartifact('a.txt')")
+    (elsewhere := tmp_path/"elsewhere").mkdir()
+    res = prodkit("run", "-q", nb, "paths.runs_dir=relruns", env={"PRODKIT_ROOT": str(project_copy)}, cwd=elsewhere)
+    assert res.returncode == 0, res.stderr
+    [rec] = records(project_copy/"relruns")
+    assert Path(rec.run_dir).is_absolute() and rec.metrics == {"x": 1} and [a["path"] for a in rec.artifacts] == ["a.txt"]
+    assert not list(elsewhere.iterdir()) and not list(Path(rec.run_dir).rglob("relruns"))   # no nested copy
+
+# --- damaged records ----------------------------------------------------------------------------
+
+DAMAGED = {"bytes": b'{"id": "bad\xff\xfe", "job": "d"}', "list": b"[1, 2, 3]",
+           "status": b'{"id": "badstat", "job": "d", "notebook": "", "run_dir": "x", "status": 3}',
+           "metrics": b'{"id": "badmet", "job": "d", "notebook": "", "run_dir": "x", "metrics": "x"}'}
+
+def test_a_damaged_record_never_blocks_other_runs_listings_or_the_cache(tmp_path, runs):
+    nb = notebook(tmp_path/"d.ipynb", "record(x=1)")
+    first = prodkit("run", "-q", nb, f"paths.runs_dir={runs}")
+    assert first.returncode == 0, first.stderr
+    [good] = records(runs)
+    bad = {}
+    for name, content in DAMAGED.items():
+        bad[name] = runs/"d"/f"20000101T000000.000000Z-{name}"
+        bad[name].mkdir()
+        (bad[name]/"run.json").write_bytes(content)
+    listing = prodkit("runs", "--runs-dir", runs)
+    assert listing.returncode == 0 and good.id in listing.stdout, listing.stderr
+    for d in bad.values(): assert listing.stderr.count(str(d/"run.json")) == 1, listing.stderr   # one warning each
+    shown = prodkit("show", good.id, "--runs-dir", runs)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == good.id, shown.stderr
+    again = prodkit("run", "-q", nb, f"paths.runs_dir={runs}")
+    assert again.returncode == 0 and "skipped" in again.stdout, again.stderr          # the cache still finds the good run
+
+# --- secrets on the console ---------------------------------------------------------------------
+
+def test_a_secret_in_a_cell_error_or_a_metric_name_is_scrubbed_everywhere(tmp_path, runs):
+    nb = notebook(tmp_path/"leak.ipynb", "record(**{os.environ['MY_SERVICE_TOKEN']: 1, 'ok': 2})",
+                  "raise ValueError('login failed for ' + os.environ['MY_SERVICE_TOKEN'])")
+    res = prodkit("run", "-q", nb, f"paths.runs_dir={runs}", env={"MY_SERVICE_TOKEN": SECRET})
+    assert res.returncode == ExitCode.CELL_FAILED
+    assert "login failed" in res.stderr and SECRET not in res.stdout + res.stderr
+    [rec] = records(runs)
+    assert rec.metrics["ok"] == 2 and not any(SECRET in k for k in rec.metrics)
+    for p in Path(rec.run_dir).rglob("*"):
+        if p.is_file(): assert SECRET not in p.read_text(errors="replace"), p
+
+# --- a runner that can no longer finish ---------------------------------------------------------
+
+def test_sighup_of_the_runner_marks_the_run_killed(tmp_path, runs):
+    nb = notebook(tmp_path/"hup.ipynb", "(run_dir()/'started.tmp').write_text(str(os.getpid()))\n(run_dir()/'started.tmp').rename(run_dir()/'started')",
+                  "time.sleep(120)")
+    proc = subprocess.Popen([PRODKIT, "run", "-q", nb, f"paths.runs_dir={runs}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    [started] = wait_for("*/*/started", runs)
+    proc.send_signal(signal.SIGHUP)
+    proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.INTERRUPTED
+    [rec] = records(runs)
+    assert rec.status == "killed" and "SIGHUP" in rec.exit_reason
+    time.sleep(1)
+    assert not Path(f"/proc/{int(started.read_text())}").exists()
+
+@pytest.fixture
+def small_disk(tmp_path):
+    "A 8 MiB tmpfs (needs root; skipped otherwise)"
+    mnt = tmp_path/"disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+def test_a_full_disk_mid_run_ends_the_record(tmp_path, small_disk):
+    runs = small_disk/"runs"
+    fill = ("f = open(run_dir()/'fill', 'wb')\ntry:\n    while True: f.write(b'0' * 65536); f.flush()\nexcept OSError: pass\n"
+            "f.close(); os.truncate(run_dir()/'fill', os.path.getsize(run_dir()/'fill') - 96 * 1024)")   # 96 KiB left
+    nb = notebook(tmp_path/"full.ipynb", fill, "print('x' * 400_000)")
+    res = prodkit("run", "-q", nb, f"paths.runs_dir={runs}")
+    assert res.returncode == ExitCode.RUNNER_ERROR, res.stderr
+    [rec] = records(runs)
+    assert rec.status == "failed" and "No space left on device" in rec.exit_reason and rec.ended
