@@ -24,12 +24,12 @@ from .job import RUN_DIR_ENV, compose_job
 from .notebook import failed_cell, failure_banner, inject, parameters_cell, write_notebook
 from .provenance import data_files, data_hashes, environment, file_sha256, git_state, object_sha256, source_sha256
 from .redact import redact, redact_override, run_secrets, scrub, secret_values
-from .runs import STATUS_OF, ExitCode, RunRecord, find_cached, find_run, new_run_dir, utc_now
+from .runs import STATUS_OF, SWEEP_ENV, ExitCode, RunRecord, find_cached, find_run, new_run_dir, utc_now
 
 # %% auto #0
 __all__ = ['STOP_SIGNALS', 'JobPlan', 'plan_job', 'start_run', 'skip_slow_optional_imports', 'run_papermill', 'outcome',
-           'default_kernel', 'execute_notebook', 'finish_run', 'finish_safely', 'execute', 'run_job', 'compare_metrics',
-           'changed_inputs', 'reproduce']
+           'default_kernel', 'signals_interrupt', 'execute_notebook', 'finish_run', 'finish_safely', 'execute',
+           'run_job', 'compare_metrics', 'changed_inputs', 'reproduce']
 
 # %% ../nbs/24_runner.ipynb #99d3889d
 @dataclass
@@ -75,7 +75,7 @@ def start_run(plan: JobPlan, overrides: list[str] | tuple = (), reproduces: str 
     rec = RunRecord(id=rid, job=plan.job["name"], notebook=str(plan.notebook_path), run_dir=str(rdir), started=utc_now().isoformat(),
                     overrides=[redact_override(o, plan.secrets) for o in overrides], seed=plan.cfg.get("seed"),
                     cache_key=plan.cache_key(), git=git_state(Path(plan.cfg["paths"]["root"])), environment=environment(),
-                    reproduces=reproduces, pid=os.getpid(), host=socket.gethostname(), **plan.provenance)
+                    reproduces=reproduces, sweep=os.environ.get(SWEEP_ENV), pid=os.getpid(), host=socket.gethostname(), **plan.provenance)
     write_atomic(rdir/"config.yaml", OmegaConf.to_yaml(OmegaConf.create(plan.cfg)))
     rec.save()
     return rec
@@ -177,7 +177,7 @@ def _env(**kv):
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)   # besides SIGINT: a scheduler's stop, a closed terminal
 
 @contextmanager
-def _sigterm_interrupts():
+def signals_interrupt():
     "Turn SIGTERM and SIGHUP into KeyboardInterrupt while a run executes (main thread only), so the run is recorded as killed"
     if threading.current_thread() is not threading.main_thread(): yield; return
     def handler(signum, frame): raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
@@ -194,7 +194,7 @@ def execute_notebook(plan: JobPlan, rec: RunRecord, kernel: str, progress: bool)
     nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
     nb.metadata["prodkit"] = {"run_id": rec.id, "job": rec.job, "config_hash": rec.config_hash}
     try:
-        with _sigterm_interrupts(), _env(**{RUN_DIR_ENV: rec.run_dir}):
+        with signals_interrupt(), _env(**{RUN_DIR_ENV: rec.run_dir}):
             out, exc, started = run_papermill(nb, kernel, rec.path, plan.secrets, _timeout(plan.job.get("cell_timeout")),
                                               int(plan.job["start_retries"]), progress, desc=f"{rec.job} {rec.id}")
     except KeyboardInterrupt as e: out, exc, started = nb, e, True

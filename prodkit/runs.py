@@ -17,8 +17,8 @@ from pathlib import Path
 from .atomic import write_json
 
 # %% auto #0
-__all__ = ['STATUS_OF', 'STATUSES', 'log', 'ExitCode', 'RunRecord', 'RecordError', 'checked_record', 'utc_now', 'stamped_name',
-           'new_run_dir', 'RunNotFound', 'iter_runs', 'list_runs', 'find_run', 'find_cached']
+__all__ = ['STATUS_OF', 'SWEEP_ENV', 'STATUSES', 'log', 'ExitCode', 'RunRecord', 'RecordError', 'checked_record', 'utc_now',
+           'stamped_name', 'new_run_dir', 'RunNotFound', 'iter_runs', 'list_runs', 'find_run', 'find_cached']
 
 # %% ../nbs/21_runs.ipynb #4ef3a366
 class ExitCode(IntEnum):
@@ -36,6 +36,8 @@ STATUS_OF = {ExitCode.OK: "succeeded", ExitCode.CELL_FAILED: "failed", ExitCode.
              ExitCode.KERNEL_START: "failed", ExitCode.KERNEL_DIED: "killed", ExitCode.INTERRUPTED: "killed"}
 
 # %% ../nbs/21_runs.ipynb #ee6215a0
+SWEEP_ENV = "PRODKIT_SWEEP"   # set by a sweep for its workers: `<sweep>#<point>`, recorded as `RunRecord.sweep`
+
 @dataclass
 class RunRecord:
     "Everything about one run, as stored in its `run.json`"

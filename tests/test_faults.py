@@ -129,3 +129,43 @@ def test_a_full_disk_mid_run_ends_the_record(tmp_path, small_disk):
     assert res.returncode == ExitCode.RUNNER_ERROR, res.stderr
     [rec] = records(runs)
     assert rec.status == "failed" and "No space left on device" in rec.exit_reason and rec.ended
+
+# --- interrupted sweeps -------------------------------------------------------------------------
+
+@pytest.fixture
+def tag():
+    "A tag in the environment of every process a test starts; whatever still carries it at the end is killed"
+    import uuid
+    from conftest import tagged_processes
+    t = uuid.uuid4().hex
+    yield t
+    for line in tagged_processes(t):
+        with __import__("contextlib").suppress(ProcessLookupError): os.kill(int(line.split()[0]), signal.SIGKILL)
+
+SWEPT = ("n = cfg['job']['params']['n']\n(run_dir()/'started.tmp').write_text(str(os.getpid()))\n"
+         "(run_dir()/'started.tmp').rename(run_dir()/'started')\nrecord(n=n)", "time.sleep(0 if n == 1 else 120)")
+
+@pytest.mark.parametrize("launcher, how", [("joblib", "SIGTERM"), ("submitit_local", "SIGTERM"), ("joblib", "SIGINT to the group"),
+                                           ("submitit_local", "SIGINT to the group"), ("basic", "SIGTERM")])
+def test_an_interrupted_sweep_stops_everything_it_started(tmp_path, runs, tag, launcher, how):
+    from conftest import tagged_processes
+    nb = notebook(tmp_path/"sw.ipynb", *SWEPT)
+    proc = subprocess.Popen([PRODKIT, "run", "-m", nb, f"paths.runs_dir={runs}", "+job.params.n=1,2,3", "+job.params.api_key=sk-SWEEPSECRET-123",
+                             f"hydra/launcher={launcher}"], stdout=(tmp_path/"out").open("w"), stderr=(tmp_path/"err").open("w"),
+                            start_new_session=True, env={**os.environ, "PRODKIT_TEST_TAG": tag})
+    wait_for("sw/*/started", runs, n=2 if launcher == "basic" else 3)
+    time.sleep(1)
+    if how == "SIGTERM": proc.send_signal(signal.SIGTERM)
+    else: os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=90)                                  # files, not pipes: orphans would hold a pipe open
+    assert proc.returncode == ExitCode.INTERRUPTED, (tmp_path/"err").read_text()
+    time.sleep(1)
+    assert tagged_processes(tag) == []                     # no worker, kernel or submitit process outlives the sweep
+    recs = {r.metrics["n"]: r for r in records(runs)}
+    assert recs[1].status == "succeeded" and all(r.status == "killed" for n, r in recs.items() if n != 1), {n: r.status for n, r in recs.items()}
+    [sweep_json] = runs.glob("_sweeps/*/sweep.json")
+    listed = json.loads(sweep_json.read_text())["jobs"]
+    assert {j["status"] for j in listed} == {"succeeded", "killed"} and len(listed) == len(recs)
+    assert not list(runs.rglob("*.pkl"))                   # submitit's pickles (they hold the overrides) are gone
+    for p in runs.rglob("*"):
+        if p.is_file(): assert "SWEEPSECRET" not in p.read_text(errors="replace"), p
