@@ -12,6 +12,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,10 @@ from .redact import redact, redact_override, run_secrets, scrub, secret_values
 from .runs import STATUS_OF, SWEEP_ENV, ExitCode, RunRecord, find_cached, find_run, new_run_dir, utc_now
 
 # %% auto #0
-__all__ = ['STOP_SIGNALS', 'JobPlan', 'plan_job', 'start_run', 'skip_slow_optional_imports', 'run_papermill', 'outcome',
-           'default_kernel', 'signals_interrupt', 'execute_notebook', 'finish_run', 'finish_safely', 'execute',
-           'run_job', 'compare_metrics', 'changed_inputs', 'reproduce']
+__all__ = ['STOP_SIGNALS', 'JobPlan', 'plan_job', 'start_run', 'skip_slow_optional_imports', 'run_papermill',
+           'remove_stale_connection_files', 'kernel_manager_class', 'outcome', 'default_kernel', 'signals_interrupt',
+           'execute_notebook', 'finish_run', 'finish_safely', 'execute', 'run_job', 'compare_metrics', 'changed_inputs',
+           'reproduce']
 
 # %% ../nbs/24_runner.ipynb #99d3889d
 @dataclass
@@ -127,6 +129,7 @@ def run_papermill(nb, kernel: str, cwd: Path, secrets: list[str], cell_timeout, 
     import papermill
     from jupyter_client.kernelspec import NoSuchKernel
     _register_engine()
+    remove_stale_connection_files()
     for attempt in range(start_retries + 1):
         state = dict(target=cwd/"output.ipynb", secrets=secrets, manager=None)
         try:
@@ -134,7 +137,8 @@ def run_papermill(nb, kernel: str, cwd: Path, secrets: list[str], cell_timeout, 
                                              progress_bar={"desc": desc, "leave": True} if progress else False,
                                              execution_timeout=cell_timeout, prodkit_state=state,
                                              extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no TCP warning per run
-                                             shutdown_kernel="immediate")     # outputs are collected: no need to wait
+                                             shutdown_kernel="immediate",     # outputs are collected: no need to wait
+                                             kernel_manager_class=kernel_manager_class())
             return out, None, True
         except BaseException as e:
             man = state["manager"]
@@ -142,6 +146,33 @@ def run_papermill(nb, kernel: str, cwd: Path, secrets: list[str], cell_timeout, 
             if isinstance(e, (KeyboardInterrupt, NoSuchKernel)) or started or attempt == start_retries:
                 return (man.nb if man else nb), e, started
             time.sleep(0.5 * (attempt + 1))
+
+# %% ../nbs/24_runner.ipynb #bb80047e
+def _runtime_dir() -> Path:
+    from jupyter_core.paths import jupyter_runtime_dir
+    return Path(jupyter_runtime_dir())
+
+def remove_stale_connection_files() -> list[Path]:
+    "Remove the connection files of kernels whose runner is gone (killed with -9); return them"
+    import psutil
+    gone = []
+    for f in _runtime_dir().glob("prodkit-*-*.json"):
+        pid = f.name.split("-")[1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            f.unlink(missing_ok=True)
+            gone.append(f)
+    return gone
+
+def kernel_manager_class():
+    "jupyter_client's kernel manager, writing its connection file as `prodkit-<runner pid>-<n>.json`"
+    from jupyter_client import AsyncKernelManager
+    path = _runtime_dir()/f"prodkit-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    class NamedKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.connection_file = str(path)
+    return NamedKernelManager
 
 # %% ../nbs/24_runner.ipynb #8d5a26a9
 def outcome(exc: BaseException | None, started: bool, kernel: str) -> tuple[ExitCode, str | None]:

@@ -169,3 +169,24 @@ def test_an_interrupted_sweep_stops_everything_it_started(tmp_path, runs, tag, l
     assert not list(runs.rglob("*.pkl"))                   # submitit's pickles (they hold the overrides) are gone
     for p in runs.rglob("*"):
         if p.is_file(): assert "SWEEPSECRET" not in p.read_text(errors="replace"), p
+
+# --- what a killed runner leaves behind ---------------------------------------------------------
+
+def test_the_connection_file_of_a_runner_killed_with_9_is_removed_by_the_next_run(tmp_path, runs, tag):
+    import psutil
+    from conftest import tagged_processes
+    nb = notebook(tmp_path/"k.ipynb", "(run_dir()/'started.tmp').write_text(str(os.getpid()))\n(run_dir()/'started.tmp').rename(run_dir()/'started')",
+                  "time.sleep(120)")
+    env = {**os.environ, "PRODKIT_TEST_TAG": tag}
+    proc = subprocess.Popen([PRODKIT, "run", "-q", nb, f"paths.runs_dir={runs}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    [started] = wait_for("*/*/started", runs)
+    kernel = psutil.Process(int(started.read_text()))
+    conn = Path(kernel.cmdline()[kernel.cmdline().index("-f") + 1])
+    assert conn.exists() and "key" in json.loads(conn.read_text())
+    proc.kill(); proc.wait(timeout=30)
+    psutil.wait_procs([kernel], timeout=15)                  # the kernel notices its parent is gone
+    assert tagged_processes(tag) == []
+    again = prodkit("run", "-q", "hello", f"paths.runs_dir={runs}", env={"PRODKIT_TEST_TAG": tag})
+    assert again.returncode == 0, again.stderr
+    assert not conn.exists()
+    assert [r.status for r in __import__("prodkit.runs", fromlist=["list_runs"]).list_runs(runs, "k")] == ["killed"]   # its record: shown killed
