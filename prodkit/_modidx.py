@@ -266,6 +266,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'prodkit.train._improved': ('train.html#_improved', 'prodkit/train.py'),
                                'prodkit.train._progress': ('train.html#_progress', 'prodkit/train.py'),
                                'prodkit.train._resume': ('train.html#_resume', 'prodkit/train.py'),
+                               'prodkit.train.check_gradients': ('train.html#check_gradients', 'prodkit/train.py'),
+                               'prodkit.train.check_loss': ('train.html#check_loss', 'prodkit/train.py'),
                                'prodkit.train.copy_checkpoints': ('train.html#copy_checkpoints', 'prodkit/train.py'),
                                'prodkit.train.deterministic': ('train.html#deterministic', 'prodkit/train.py'),
                                'prodkit.train.epoch_seed': ('train.html#epoch_seed', 'prodkit/train.py'),

@@ -190,3 +190,11 @@ def test_the_connection_file_of_a_runner_killed_with_9_is_removed_by_the_next_ru
     assert again.returncode == 0, again.stderr
     assert not conn.exists()
     assert [r.status for r in __import__("prodkit.runs", fromlist=["list_runs"]).list_runs(runs, "k")] == ["killed"]   # its record: shown killed
+
+# --- training that diverges, data that says nothing ---------------------------------------------
+
+def test_training_that_diverges_without_nan_fails(tmp_path, runs):
+    res = prodkit("run", "-q", "train", "train.lr=1e9", f"paths.runs_dir={runs}", "tracking.mode=disabled", "train.epochs=3")
+    assert res.returncode == ExitCode.CELL_FAILED, res.stderr
+    [rec] = records(runs)
+    assert rec.status == "failed" and "training diverged" in rec.exit_reason and "train.divergence_factor" in rec.exit_reason
