@@ -198,3 +198,24 @@ def test_training_that_diverges_without_nan_fails(tmp_path, runs):
     assert res.returncode == ExitCode.CELL_FAILED, res.stderr
     [rec] = records(runs)
     assert rec.status == "failed" and "training diverged" in rec.exit_reason and "train.divergence_factor" in rec.exit_reason
+
+def test_a_header_only_csv_says_it_has_no_rows(tmp_path, runs):
+    empty = tmp_path/"empty.csv"
+    empty.write_text(",".join(["target", *[f"f{i}" for i in range(30)]]) + "\n")
+    res = prodkit("run", "-q", "train", f"data.path={empty}", "data.source=null", f"paths.runs_dir={runs}", "tracking.mode=disabled")
+    assert res.returncode == ExitCode.CELL_FAILED
+    [rec] = records(runs)
+    assert "the file has no rows" in rec.exit_reason and "not float64" not in rec.exit_reason and len(rec.exit_reason.splitlines()) == 1
+
+def test_quarantined_rows_are_counted_in_the_record_with_the_file_and_its_hash(tmp_path, runs):
+    import hashlib
+    data_dir = tmp_path/"data"
+    res = prodkit("run", "-q", "train", f"paths.data_dir={data_dir}", "data.outliers.action=quarantine", "data.outliers.threshold=4",
+                  f"paths.runs_dir={runs}", "tracking.mode=disabled", "train.epochs=2")
+    assert res.returncode == 0, res.stderr
+    [rec] = records(runs)
+    [q] = list(data_dir.glob("*.quarantine.csv"))
+    n = len(q.read_text().splitlines()) - 1
+    assert n > 0 and rec.metrics["rows_quarantined"] == rec.metrics["outlier_rows"] == n
+    [entry] = [a for a in rec.artifacts if a["path"] == str(q)]
+    assert entry["sha256"] == hashlib.sha256(q.read_bytes()).hexdigest()
