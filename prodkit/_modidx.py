@@ -165,6 +165,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'prodkit.runner.finish_run': ('runner.html#finish_run', 'prodkit/runner.py'),
                                 'prodkit.runner.finish_safely': ('runner.html#finish_safely', 'prodkit/runner.py'),
                                 'prodkit.runner.kernel_manager_class': ('runner.html#kernel_manager_class', 'prodkit/runner.py'),
+                                'prodkit.runner.kernel_tmp': ('runner.html#kernel_tmp', 'prodkit/runner.py'),
                                 'prodkit.runner.outcome': ('runner.html#outcome', 'prodkit/runner.py'),
                                 'prodkit.runner.plan_job': ('runner.html#plan_job', 'prodkit/runner.py'),
                                 'prodkit.runner.remove_stale_connection_files': ( 'runner.html#remove_stale_connection_files',

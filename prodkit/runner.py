@@ -9,7 +9,9 @@ import json
 import math
 import os
 import signal
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -30,8 +32,8 @@ from .runs import STATUS_OF, SWEEP_ENV, ExitCode, RunRecord, find_cached, find_r
 # %% auto #0
 __all__ = ['STOP_SIGNALS', 'JobPlan', 'plan_job', 'start_run', 'skip_slow_optional_imports', 'run_papermill',
            'remove_stale_connection_files', 'kernel_manager_class', 'outcome', 'default_kernel', 'signals_interrupt',
-           'execute_notebook', 'finish_run', 'finish_safely', 'execute', 'run_job', 'compare_metrics', 'changed_inputs',
-           'reproduce']
+           'kernel_tmp', 'execute_notebook', 'finish_run', 'finish_safely', 'execute', 'run_job', 'compare_metrics',
+           'changed_inputs', 'reproduce']
 
 # %% ../nbs/24_runner.ipynb #99d3889d
 @dataclass
@@ -217,6 +219,12 @@ def signals_interrupt():
     finally:
         for s, h in old.items(): signal.signal(s, h)
 
+def kernel_tmp(rec: RunRecord) -> Path:
+    "The kernel's TMPDIR, inside the run directory and removed when the run ends (this process keeps its own)"
+    tempfile.gettempdir()                      # fixes this process's temporary directory before TMPDIR changes
+    (tmp := rec.path/".tmp").mkdir(exist_ok=True)
+    return tmp
+
 def _timeout(v) -> int | None: return None if v is None else int(v)   # nbclient takes whole seconds (the config checks it is one)
 
 def execute_notebook(plan: JobPlan, rec: RunRecord, kernel: str, progress: bool) -> tuple:
@@ -225,7 +233,7 @@ def execute_notebook(plan: JobPlan, rec: RunRecord, kernel: str, progress: bool)
     nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
     nb.metadata["prodkit"] = {"run_id": rec.id, "job": rec.job, "config_hash": rec.config_hash}
     try:
-        with signals_interrupt(), _env(**{RUN_DIR_ENV: rec.run_dir}):
+        with signals_interrupt(), _env(**{RUN_DIR_ENV: rec.run_dir, "TMPDIR": str(kernel_tmp(rec))}):
             out, exc, started = run_papermill(nb, kernel, rec.path, plan.secrets, _timeout(plan.job.get("cell_timeout")),
                                               int(plan.job["start_retries"]), progress, desc=f"{rec.job} {rec.id}")
     except KeyboardInterrupt as e: out, exc, started = nb, e, True
@@ -250,6 +258,7 @@ def finish_run(plan: JobPlan, rec: RunRecord, out, code: ExitCode, reason: str |
 def finish_safely(plan: JobPlan, rec: RunRecord, out, code: ExitCode, reason: str | None, seconds: float) -> RunRecord:
     "`finish_run` with the reason scrubbed; if the run's files cannot be written, record a runner error instead"
     reason = scrub(reason, plan.secrets) if reason else reason
+    shutil.rmtree(rec.path/".tmp", ignore_errors=True)   # what the kernel left in its TMPDIR (wandb's media and artifact folders)
     try: return finish_run(plan, rec, out, code, reason, seconds)
     except OSError as e:
         rec.status, rec.exit_code = STATUS_OF[ExitCode.RUNNER_ERROR], int(ExitCode.RUNNER_ERROR)

@@ -219,3 +219,11 @@ def test_quarantined_rows_are_counted_in_the_record_with_the_file_and_its_hash(t
     assert n > 0 and rec.metrics["rows_quarantined"] == rec.metrics["outlier_rows"] == n
     [entry] = [a for a in rec.artifacts if a["path"] == str(q)]
     assert entry["sha256"] == hashlib.sha256(q.read_bytes()).hexdigest()
+
+def test_an_offline_train_run_leaves_nothing_in_tmpdir(tmp_path, runs):
+    (tmpdir := tmp_path/"tmpdir").mkdir()
+    res = prodkit("run", "-q", "train", f"paths.runs_dir={runs}", "tracking.mode=offline", "train.epochs=2", env={"TMPDIR": str(tmpdir)})
+    assert res.returncode == 0, res.stderr
+    assert [p.name for p in tmpdir.iterdir()] == []            # no tmp*wandb-media, tmp*wandb-artifacts
+    [rec] = records(runs)
+    assert not (Path(rec.run_dir)/".tmp").exists() and rec.links.get("wandb_run_id")
