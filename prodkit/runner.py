@@ -256,13 +256,13 @@ def finish_run(plan: JobPlan, rec: RunRecord, out, code: ExitCode, reason: str |
 
 # %% ../nbs/24_runner.ipynb #20092843
 def finish_safely(plan: JobPlan, rec: RunRecord, out, code: ExitCode, reason: str | None, seconds: float) -> RunRecord:
-    "`finish_run` with the reason scrubbed; if the run's files cannot be written, record a runner error instead"
+    "`finish_run` with the reason scrubbed; if the run's files cannot be written or read, record a runner error instead"
     reason = scrub(reason, plan.secrets) if reason else reason
     shutil.rmtree(rec.path/".tmp", ignore_errors=True)   # what the kernel left in its TMPDIR (wandb's media and artifact folders)
     try: return finish_run(plan, rec, out, code, reason, seconds)
-    except OSError as e:
+    except (OSError, ValueError) as e:   # a full disk; a job's metrics.json that is not JSON
         rec.status, rec.exit_code = STATUS_OF[ExitCode.RUNNER_ERROR], int(ExitCode.RUNNER_ERROR)
-        rec.exit_reason = scrub(f"cannot write the run's files: {e}" + (f" (the job had ended: {reason})" if reason else ""), plan.secrets)
+        rec.exit_reason = scrub(f"cannot write or read the run's files: {type(e).__name__}: {e}" + (f" (the job had ended: {reason})" if reason else ""), plan.secrets)
         rec.ended, rec.duration_s = utc_now().isoformat(), round(seconds, 3)
         rec.save()
         return rec

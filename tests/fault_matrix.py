@@ -15,6 +15,7 @@ EXPECTED = {   # test name (before any [param]) -> (scenario, what must hold)
     "test_an_interrupted_sweep_stops_everything_it_started": ("sweep interrupted: {param}", "exit 130, no process left, unfinished points killed, sweep.json, no .pkl, no secret"),
     "test_sighup_of_the_runner_marks_the_run_killed": ("SIGHUP to `prodkit run`", "exit 130, run killed, kernel gone"),
     "test_a_full_disk_mid_run_ends_the_record": ("disk full mid-run (8 MiB tmpfs)", "exit 6, run failed: No space left on device"),
+    "test_a_job_that_damages_its_own_metrics_file_still_ends_its_record": ("a job writes a metrics.json that is not JSON", "exit 6, run failed, no traceback"),
     "test_the_connection_file_of_a_runner_killed_with_9_is_removed_by_the_next_run": ("runner killed with -9", "kernel exits; next run removes its connection file; listed killed"),
     "test_a_damaged_record_never_blocks_other_runs_listings_or_the_cache": ("run.json: bad bytes, a list, status 3, metrics 'x'", "runs/show/cache work; one warning per file"),
     "test_a_relative_runs_dir_is_taken_from_the_project_root": ("paths.runs_dir=relruns from another cwd", "runs under <root>/relruns, metrics and artifacts recorded"),

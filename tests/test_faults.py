@@ -110,6 +110,13 @@ def test_sighup_of_the_runner_marks_the_run_killed(tmp_path, runs):
     time.sleep(1)
     assert not Path(f"/proc/{int(started.read_text())}").exists()
 
+def test_a_job_that_damages_its_own_metrics_file_still_ends_its_record(tmp_path, runs):
+    nb = notebook(tmp_path/"dm.ipynb", "(run_dir()/'metrics.json').write_text('{not json')")
+    res = prodkit("run", "-q", nb, f"paths.runs_dir={runs}")
+    assert res.returncode == ExitCode.RUNNER_ERROR and "Traceback" not in res.stderr, res.stderr
+    [rec] = records(runs)
+    assert rec.status == "failed" and "JSONDecodeError" in rec.exit_reason
+
 @pytest.fixture
 def small_disk(tmp_path):
     "A 8 MiB tmpfs (needs root; skipped otherwise)"
