@@ -161,6 +161,7 @@ RANGES = (   # (key, check, what the value must be); a None value (where the sch
     ("data.outliers.threshold", lambda v: _finite(v) and v > 0, "a positive finite number"),
     ("data.n_rows", _at_least(1), "an integer >= 1"),
     ("data.n_features", _at_least(1), "an integer >= 1"),
+    ("data.generator_seed", lambda v: isinstance(v, int) and 0 <= v < 2**32, "an integer from 0 to 2**32-1"),
     ("model.dropout", lambda v: _finite(v) and 0 <= v < 1, "a number from 0 up to (not including) 1"),
     ("model.kernel_size", _at_least(1), "an integer >= 1"),
     ("job.cell_timeout", lambda v: _finite(v) and v >= 1 and v == int(v), "a whole number of seconds >= 1, or null for no limit"),
@@ -173,7 +174,7 @@ def check_ranges(cfg: DictConfig) -> None:
     for key, ok, what in RANGES:
         v = OmegaConf.select(cfg, key, default=None)
         if v is not None and not ok(v): raise ConfigError(f"{key}={v}: must be {what}")
-    for key in ("model.hidden", "model.channels"):
+    for key in ("model.hidden", "model.channels", "data.input_shape"):
         if any(not _at_least(1)(n) for n in OmegaConf.select(cfg, key, default=None) or []): raise ConfigError(f"{key}: every size must be an integer >= 1")
     if (n := OmegaConf.select(cfg, "data.val_fraction", default=0) + OmegaConf.select(cfg, "data.test_fraction", default=0)) >= 1:
         raise ConfigError(f"data.val_fraction + data.test_fraction = {n:g}: must be below 1, or no rows are left to train on")
