@@ -152,6 +152,12 @@ def reproduce_cmd(run, rtol, quiet, runs_dir):
     print("metrics match the record" if not diffs else f"{len(diffs)} metric(s) differ from the record")
     return 1 if diffs else 0
 
+# %% ../nbs/90_cli.ipynb #967d62e9
+from .cli_release import registry, release
+
+cli.add_command(release)
+cli.add_command(registry)
+
 # %% ../nbs/90_cli.ipynb #4b26a899
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `prodkit` command"
