@@ -189,6 +189,11 @@ RANGES = (   # (key, check, what the value must be); a None value (where the sch
     ("model.kernel_size", _at_least(1), "an integer >= 1"),
     ("job.cell_timeout", lambda v: _finite(v) and v >= 1 and v == int(v), "a whole number of seconds >= 1, or null for no limit"),
     ("job.start_retries", lambda v: isinstance(v, int) and 0 <= v <= 100, "an integer from 0 to 100"),
+    ("export.opset", lambda v: isinstance(v, int) and 7 <= v <= 30, "an ONNX opset from 7 to 30"),
+    ("export.example_batch", _at_least(1), "an integer >= 1"),
+    ("export.speed.warmup", _at_least(0), "an integer >= 0"),
+    ("export.speed.repeats", _at_least(1), "an integer >= 1"),
+    ("export.speed.budget_s", lambda v: _finite(v) and v > 0, "a positive finite number of seconds"),
 )
 JOB_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -197,7 +202,7 @@ def check_ranges(cfg: DictConfig) -> None:
     for key, ok, what in RANGES:
         v = OmegaConf.select(cfg, key, default=None)
         if v is not None and not ok(v): raise ConfigError(f"{key}={v}: must be {what}")
-    for key in ("model.hidden", "model.channels", "data.input_shape"):
+    for key in ("model.hidden", "model.channels", "data.input_shape", "export.speed.batch_sizes"):
         if any(not _at_least(1)(n) for n in OmegaConf.select(cfg, key, default=None) or []): raise ConfigError(f"{key}: every size must be an integer >= 1")
     if (n := OmegaConf.select(cfg, "data.val_fraction", default=0) + OmegaConf.select(cfg, "data.test_fraction", default=0)) >= 1:
         raise ConfigError(f"data.val_fraction + data.test_fraction = {n:g}: must be below 1, or no rows are left to train on")
