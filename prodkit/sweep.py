@@ -90,11 +90,11 @@ def scrub_sweep_dir(sweep_dir: Path, overrides) -> None:
 # %% ../nbs/25_sweep.ipynb #0d4cb0ab
 _sweep_pid: int | None = None   # the process running `sweep`, while it runs
 
-def adopt_orphans() -> None:
-    "Make this process the reaper of its orphaned descendants (Linux; elsewhere a no-op)"
+def adopt_orphans(on: bool = True) -> None:
+    "Make this process the reaper of its orphaned descendants, or stop being it (Linux; elsewhere a no-op)"
     with contextlib.suppress(Exception):
         import ctypes
-        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
+        ctypes.CDLL(None).prctl(36, int(on), 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
 
 def stop_descendants(grace: float = 5.0) -> list[int]:
     "Terminate every process this one started, and theirs; kill what is left after `grace` seconds; return their pids"
@@ -201,6 +201,7 @@ def sweep(
         raise config_error(e) from None
     finally:
         _sweep_pid = None
+        adopt_orphans(False)
         if not interrupted: _stop_idle_workers()         # stopped sweeps have no workers left
         if sweep_dir.exists(): scrub_sweep_dir(sweep_dir, overrides)
     results = _results(returns)
