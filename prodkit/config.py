@@ -195,6 +195,8 @@ RANGES = (   # (key, check, what the value must be); a None value (where the sch
     ("export.speed.repeats", _at_least(1), "an integer >= 1"),
     ("export.speed.budget_s", lambda v: _finite(v) and v > 0, "a positive finite number of seconds"),
 )
+
+# %% ../nbs/01_config.ipynb #a8cccf54
 JOB_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 def check_ranges(cfg: DictConfig) -> None:

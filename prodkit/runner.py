@@ -219,6 +219,7 @@ def signals_interrupt():
     finally:
         for s, h in old.items(): signal.signal(s, h)
 
+# %% ../nbs/24_runner.ipynb #a182b6b4
 def kernel_tmp(rec: RunRecord) -> Path:
     "The kernel's TMPDIR, inside the run directory and removed when the run ends (this process keeps its own)"
     tempfile.gettempdir()                      # fixes this process's temporary directory before TMPDIR changes

@@ -147,6 +147,7 @@ def iter_runs(runs_dir: str | Path, job: str | None = None):
         except RecordError as e: _skip_damaged(e)
         except OSError: continue     # removed while we listed, or unreadable
 
+# %% ../nbs/21_runs.ipynb #9c17616b
 def _alive(pid: int) -> bool:
     try: os.kill(pid, 0)
     except ProcessLookupError: return False

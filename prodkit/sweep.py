@@ -177,6 +177,7 @@ def _stopped(sweep_dir: Path, job: str, overrides, why: str) -> None:
         print(f"prodkit: sweep interrupted ({why}): {sum(r.status == 'succeeded' for r in results)} of {len(results)} started jobs "
               f"succeeded; see {sweep_dir/'sweep.json'}", file=sys.stderr)
 
+# %% ../nbs/25_sweep.ipynb #b2481106
 def sweep(
     job: str,                        # a job name in conf/job, or a notebook path
     overrides: list[str] | tuple = (),  # Hydra overrides; comma lists sweep, e.g. ["train.lr=1e-3,1e-2"]
