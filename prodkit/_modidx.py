@@ -350,6 +350,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'prodkit.sweep._stop_idle_workers': ('sweep.html#_stop_idle_workers', 'prodkit/sweep.py'),
                                'prodkit.sweep._stopped': ('sweep.html#_stopped', 'prodkit/sweep.py'),
                                'prodkit.sweep._sweep_dir': ('sweep.html#_sweep_dir', 'prodkit/sweep.py'),
+                               'prodkit.sweep._tree': ('sweep.html#_tree', 'prodkit/sweep.py'),
                                'prodkit.sweep._write_summary': ('sweep.html#_write_summary', 'prodkit/sweep.py'),
                                'prodkit.sweep.adopt_orphans': ('sweep.html#adopt_orphans', 'prodkit/sweep.py'),
                                'prodkit.sweep.mark_interrupted': ('sweep.html#mark_interrupted', 'prodkit/sweep.py'),

@@ -96,12 +96,17 @@ def adopt_orphans(on: bool = True) -> None:
         import ctypes
         ctypes.CDLL(None).prctl(36, int(on), 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
 
-def stop_descendants(grace: float = 5.0) -> list[int]:
-    "Terminate every process this one started, and theirs; kill what is left after `grace` seconds; return their pids"
+def _tree(keep: set[int]) -> list:
+    "This process's children but those in `keep` (started before the sweep), and all their descendants"
     import psutil
-    me, seen = psutil.Process(), set()
+    return [q for c in psutil.Process().children() if c.pid not in keep for q in (c, *c.children(recursive=True))]
+
+def stop_descendants(grace: float = 5.0, keep: set[int] = frozenset()) -> list[int]:
+    "Terminate every process this one started (but children in `keep`), and theirs; kill what is left after `grace` seconds; their pids"
+    import psutil
+    seen = set()
     for _ in range(5):                  # a worker may start a process while the others stop
-        procs = [p for p in me.children(recursive=True) if p.pid not in seen]
+        procs = [p for p in _tree(keep) if p.pid not in seen]
         if not procs: break
         seen |= {p.pid for p in procs}
         for p in procs:
@@ -167,10 +172,10 @@ def _write_summary(sweep_dir: Path, job: str, overrides, results: list[SweepResu
                redacted=False)   # overrides redacted above; metric names like `key_metric` are not secrets
 
 # %% ../nbs/25_sweep.ipynb #c16ad320
-def _stopped(sweep_dir: Path, job: str, overrides, why: str) -> None:
-    "After an interrupt: stop every process of the sweep, mark its unfinished runs killed, write `sweep.json`"
+def _stopped(sweep_dir: Path, job: str, overrides, why: str, keep: set[int]) -> None:
+    "After an interrupt: stop every process of the sweep (not the children in `keep`), mark its unfinished runs killed, write `sweep.json`"
     with signals_ignored():
-        stop_descendants()
+        stop_descendants(keep=keep)
         results = mark_interrupted(sweep_dir.parent.parent, sweep_dir.name, why)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         _write_summary(sweep_dir, job, overrides, results, interrupted=why)
@@ -188,13 +193,13 @@ def sweep(
     from omegaconf.errors import OmegaConfBaseException
     global _sweep_pid
     sweep_dir, interrupted = _sweep_dir(job, overrides), False
-    _sweep_pid = os.getpid()
+    _sweep_pid, keep = os.getpid(), {p.pid for p in _tree(set())}   # children from before (a notebook's own) are not the sweep's
     adopt_orphans()
     try:
         with signals_interrupt(): returns = _multirun(job, overrides, force, sweep_dir)
     except KeyboardInterrupt as e:
         interrupted = True
-        _stopped(sweep_dir, job, overrides, str(e) or "Ctrl-C")
+        _stopped(sweep_dir, job, overrides, str(e) or "Ctrl-C", keep)
         raise
     except (HydraException, OmegaConfBaseException) as e:
         shutil.rmtree(sweep_dir, ignore_errors=True)     # nothing ran: leave nothing behind
