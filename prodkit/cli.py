@@ -14,6 +14,7 @@ import click
 from fastcore.docments import docments
 
 from .config import ConfigError, compose
+from .redact import run_secrets, scrubbed_console
 from .runner import execute, reproduce, skip_slow_optional_imports
 from .runs import ExitCode, RunNotFound, find_run, list_runs
 from .params import cli_params
@@ -166,6 +167,11 @@ cli.add_command(registry)
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `prodkit` command"
     skip_slow_optional_imports()   # the CLI only: saves a second of start-up (see `prodkit.runner`)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    with scrubbed_console(run_secrets(overrides=[a for a in argv if "=" in a and not a.startswith("-")])):
+        return _main(argv)
+
+def _main(argv: list[str]) -> int:
     try: return cli.main(args=argv, prog_name="prodkit", standalone_mode=False) or 0
     except click.ClickException as e: e.show(); return e.exit_code
     except (KeyboardInterrupt, click.Abort): return 130

@@ -5,6 +5,7 @@
 # %% ../nbs/01_config.ipynb #3f9d2a7b
 from __future__ import annotations
 import inspect
+import math
 import os
 import re
 from contextlib import contextmanager
@@ -21,9 +22,9 @@ from omegaconf.errors import OmegaConfBaseException
 from .schema import ProdkitConfig
 
 # %% auto #0
-__all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'GATE_METRICS', 'GATE_OPS', 'ConfigError', 'project_root', 'conf_dir',
-           'check_targets', 'hydra_session', 'compose', 'config_error', 'validate', 'parse_gate', 'check_gates',
-           'to_dict', 'as_config']
+__all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'GATE_METRICS', 'GATE_OPS', 'RANGES', 'JOB_NAME', 'ConfigError',
+           'project_root', 'conf_dir', 'check_targets', 'hydra_session', 'compose', 'config_error', 'validate',
+           'parse_gate', 'check_gates', 'check_ranges', 'to_dict', 'as_config']
 
 # %% ../nbs/01_config.ipynb #6f2af318
 class ConfigError(ValueError):
@@ -124,12 +125,14 @@ def config_error(e: Exception) -> ConfigError:
     return ConfigError(_explain(e))
 
 # %% ../nbs/01_config.ipynb #1c413acc
-PATH_KEYS = ("data.path", "data.outliers.quarantine_path", "train.resume_from", "registry.path")   # relative to paths.root
+PATH_KEYS = ("paths.data_dir", "paths.runs_dir",                       # relative to paths.root, in this order:
+             "data.path", "data.outliers.quarantine_path", "train.resume_from", "registry.path")   # data.path may build on data_dir
 MUST_EXIST = ("train.resume_from",)
 
 def validate(cfg: DictConfig) -> DictConfig:
-    "Check `_target_`s, make `PATH_KEYS` absolute (from `paths.root`) and check `MUST_EXIST` paths; returns `cfg`"
+    "Check `_target_`s and `RANGES`, make `PATH_KEYS` absolute (from `paths.root`) and check `MUST_EXIST` paths; returns `cfg`"
     check_targets(cfg)
+    check_ranges(cfg)
     check_gates(cfg)
     for key in PATH_KEYS:
         v = OmegaConf.select(cfg, key, default=None)
@@ -160,6 +163,54 @@ def check_gates(cfg: DictConfig) -> None:
     for i, rule in enumerate(OmegaConf.select(cfg, "gates.rules", default=None) or []):
         try: parse_gate(rule)
         except ConfigError as e: raise ConfigError(f"gates.rules[{i}]: {e}") from None
+
+# %% ../nbs/01_config.ipynb #4b3128f0
+def _finite(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _at_least(lo): return lambda v: _finite(v) and v >= lo
+def _fraction(v) -> bool: return _finite(v) and 0 < v < 1
+
+RANGES = (   # (key, check, what the value must be); a None value (where the schema allows it) is not checked unless noted
+    ("seed", lambda v: isinstance(v, int) and 0 <= v < 2**32, "an integer from 0 to 2**32-1"),
+    ("train.epochs", _at_least(1), "an integer >= 1"),
+    ("train.batch_size", _at_least(1), "an integer >= 1"),
+    ("train.lr", lambda v: _finite(v) and v > 0, "a positive finite number"),
+    ("train.patience", _at_least(0), "an integer >= 0 (0: never stop early)"),
+    ("train.weight_decay", _at_least(0), "a finite number >= 0"),
+    ("train.min_delta", _at_least(0), "a finite number >= 0"),
+    ("train.threads", _at_least(1), "an integer >= 1"),
+    ("train.divergence_factor", lambda v: _finite(v) and v > 1, "a finite number > 1, or null to turn the check off"),
+    ("data.val_fraction", _fraction, "a number between 0 and 1"),
+    ("data.test_fraction", _fraction, "a number between 0 and 1"),
+    ("data.outliers.threshold", lambda v: _finite(v) and v > 0, "a positive finite number"),
+    ("data.n_rows", _at_least(1), "an integer >= 1"),
+    ("data.n_features", _at_least(1), "an integer >= 1"),
+    ("data.generator_seed", lambda v: isinstance(v, int) and 0 <= v < 2**32, "an integer from 0 to 2**32-1"),
+    ("model.dropout", lambda v: _finite(v) and 0 <= v < 1, "a number from 0 up to (not including) 1"),
+    ("model.kernel_size", _at_least(1), "an integer >= 1"),
+    ("job.cell_timeout", lambda v: _finite(v) and v >= 1 and v == int(v), "a whole number of seconds >= 1, or null for no limit"),
+    ("job.start_retries", lambda v: isinstance(v, int) and 0 <= v <= 100, "an integer from 0 to 100"),
+    ("export.opset", lambda v: isinstance(v, int) and 7 <= v <= 30, "an ONNX opset from 7 to 30"),
+    ("export.example_batch", _at_least(1), "an integer >= 1"),
+    ("export.speed.warmup", _at_least(0), "an integer >= 0"),
+    ("export.speed.repeats", _at_least(1), "an integer >= 1"),
+    ("export.speed.budget_s", lambda v: _finite(v) and v > 0, "a positive finite number of seconds"),
+)
+
+# %% ../nbs/01_config.ipynb #a8cccf54
+JOB_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+def check_ranges(cfg: DictConfig) -> None:
+    "Raise `ConfigError` naming the first key of `RANGES` (or a job name) whose value is out of range"
+    for key, ok, what in RANGES:
+        v = OmegaConf.select(cfg, key, default=None)
+        if v is not None and not ok(v): raise ConfigError(f"{key}={v}: must be {what}")
+    for key in ("model.hidden", "model.channels", "data.input_shape", "export.speed.batch_sizes"):
+        if any(not _at_least(1)(n) for n in OmegaConf.select(cfg, key, default=None) or []): raise ConfigError(f"{key}: every size must be an integer >= 1")
+    if (n := OmegaConf.select(cfg, "data.val_fraction", default=0) + OmegaConf.select(cfg, "data.test_fraction", default=0)) >= 1:
+        raise ConfigError(f"data.val_fraction + data.test_fraction = {n:g}: must be below 1, or no rows are left to train on")
+    name = OmegaConf.select(cfg, "job.name", default=None)
+    if isinstance(name, str) and (not JOB_NAME.fullmatch(name) or name in (".", "..")):
+        raise ConfigError(f"job.name={name!r}: must be a plain name (letters, digits, `_`, `-`, `.`): it names a folder under the runs dir")
 
 # %% ../nbs/01_config.ipynb #141be3e5
 def to_dict(cfg: DictConfig) -> dict:

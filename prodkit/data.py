@@ -231,6 +231,7 @@ def load_dataset(cfg: DictConfig) -> Dataset:
     try: frame = pd.read_csv(io.BytesIO(raw))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is not a readable CSV: {e}") from None
+    if frame.empty: raise DataError(f"{path}: the file has no rows (a header of {len(frame.columns)} columns and no data)")
     frame = check_schema(frame, cfg, source=path)
     frame, report = apply_outlier_policy(frame, cfg, source=path)
     return Dataset(frame, cfg.name, path, version, report)

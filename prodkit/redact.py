@@ -6,11 +6,13 @@
 from __future__ import annotations
 import re
 import os
+import sys
+from contextlib import contextmanager
 from collections.abc import Mapping
 
 # %% auto #0
 __all__ = ['SECRET_STEMS', 'NOT_SECRETS', 'REDACTED', 'MIN_SECRET_LEN', 'is_secret_name', 'env_secrets', 'scrub', 'secret_values',
-           'redact', 'redact_override', 'override_secrets', 'run_secrets']
+           'redact', 'redact_override', 'override_secrets', 'run_secrets', 'ScrubbedStream', 'scrubbed_console']
 
 # %% ../nbs/02_redact.ipynb #21851137
 SECRET_STEMS = ("key", "token", "secret", "password", "passwd", "pwd", "credential", "credentials")
@@ -62,10 +64,10 @@ def _blank(v):
     return v
 
 def redact(obj, secrets: list[str] | None = None, keys: bool = True):
-    "A copy of `obj` with `secrets` scrubbed from all strings and, if `keys`, the secret values of secret-looking keys replaced"
+    "A copy of `obj` with `secrets` scrubbed from all strings (mapping keys too) and, if `keys`, the secret values of secret-looking keys replaced"
     secrets = env_secrets() if secrets is None else secrets
     if isinstance(obj, Mapping):
-        return {k: _blank(v) if keys and is_secret_name(k) else redact(v, secrets, keys) for k, v in obj.items()}
+        return {redact(k, secrets, keys): _blank(v) if keys and is_secret_name(k) else redact(v, secrets, keys) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)): return type(obj)(redact(v, secrets, keys) for v in obj)
     if isinstance(obj, str): return scrub(obj, secrets)
     return obj
@@ -93,3 +95,22 @@ def run_secrets(cfg: Mapping | None = None, overrides=()) -> list[str]:
     "Every secret a run must scrub: secret environment values, `cfg`'s secret values, and those of `overrides`, longest first"
     vals = set(env_secrets()) | set(secret_values(cfg or {})) | set(override_secrets(overrides))
     return sorted(vals, key=len, reverse=True)
+
+# %% ../nbs/02_redact.ipynb #f176ccb6
+class ScrubbedStream:
+    "A text stream that scrubs `secrets` from everything written to it; other attributes are the wrapped stream's"
+    def __init__(self, stream, secrets: list[str]): self._stream, self._secrets = stream, list(secrets)
+    def write(self, s: str) -> int:
+        self._stream.write(scrub(s, self._secrets))
+        return len(s)
+    def writelines(self, lines): [self.write(s) for s in lines]
+    def __getattr__(self, name): return getattr(self._stream, name)
+
+@contextmanager
+def scrubbed_console(secrets: list[str]):
+    "`sys.stdout` and `sys.stderr` scrubbed of `secrets` (and of secret environment values) inside the block"
+    secrets = sorted(set(secrets) | set(env_secrets()), key=len, reverse=True)
+    old = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = ScrubbedStream(sys.stdout, secrets), ScrubbedStream(sys.stderr, secrets)
+    try: yield
+    finally: sys.stdout, sys.stderr = old

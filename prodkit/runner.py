@@ -9,9 +9,12 @@ import json
 import math
 import os
 import signal
+import shutil
 import socket
+import tempfile
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +27,14 @@ from .job import RUN_DIR_ENV
 from .notebook import failure_banner, inject, parameters_cell, write_notebook
 from .params import notebook_language, notebook_params, param_overrides, recorded_params, with_params
 from .provenance import data_files, data_hashes, environment, file_sha256, git_state, object_sha256, source_sha256
-from .redact import redact, redact_override, run_secrets, secret_values
-from .runs import STATUS_OF, ExitCode, RunRecord, find_cached, find_run, new_run_dir, utc_now
+from .redact import redact, redact_override, run_secrets, scrub, secret_values
+from .runs import STATUS_OF, SWEEP_ENV, ExitCode, RunRecord, find_cached, find_run, new_run_dir, utc_now
 
 # %% auto #0
-__all__ = ['JobPlan', 'plan_job', 'start_run', 'skip_slow_optional_imports', 'run_papermill', 'outcome', 'default_kernel',
-           'notebook_kernel', 'execute_notebook', 'finish_run', 'execute', 'run_job', 'compare_metrics',
-           'changed_inputs', 'reproduce']
+__all__ = ['STOP_SIGNALS', 'JobPlan', 'plan_job', 'start_run', 'skip_slow_optional_imports', 'run_papermill',
+           'remove_stale_connection_files', 'kernel_manager_class', 'outcome', 'default_kernel', 'notebook_kernel',
+           'signals_interrupt', 'kernel_tmp', 'execute_notebook', 'finish_run', 'finish_safely', 'execute', 'run_job',
+           'compare_metrics', 'changed_inputs', 'reproduce']
 
 # %% ../nbs/24_runner.ipynb #99d3889d
 @dataclass
@@ -78,7 +82,7 @@ def start_run(plan: JobPlan, overrides: list[str] | tuple = (), reproduces: str 
     rec = RunRecord(id=rid, job=plan.job["name"], notebook=str(plan.notebook_path), run_dir=str(rdir), started=utc_now().isoformat(),
                     overrides=[redact_override(o, plan.secrets) for o in overrides], seed=plan.cfg.get("seed"),
                     cache_key=plan.cache_key(), git=git_state(Path(plan.cfg["paths"]["root"])), environment=environment(),
-                    reproduces=reproduces, pid=os.getpid(), host=socket.gethostname(), **plan.provenance)
+                    reproduces=reproduces, sweep=os.environ.get(SWEEP_ENV), pid=os.getpid(), host=socket.gethostname(), **plan.provenance)
     rec.params = redact(recorded_params(plan.notebook, plan.params or {}), plan.secrets)
     write_atomic(rdir/"config.yaml", OmegaConf.to_yaml(OmegaConf.create(plan.cfg)))
     rec.save()
@@ -135,6 +139,7 @@ def run_papermill(nb, kernel: str, cwd: Path, secrets: list[str], cell_timeout, 
     from jupyter_client.kernelspec import NoSuchKernel
     _register_engine()
     python = notebook_language(nb) == "python"
+    remove_stale_connection_files()
     for attempt in range(start_retries + 1):
         state = dict(target=cwd/"output.ipynb", secrets=secrets, manager=None)
         try:
@@ -142,7 +147,8 @@ def run_papermill(nb, kernel: str, cwd: Path, secrets: list[str], cell_timeout, 
                                              progress_bar={"desc": desc, "leave": True} if progress else False,
                                              execution_timeout=cell_timeout, prodkit_state=state,
                                              extra_arguments=["--IPKernelApp.log_level=ERROR"] if python else [],  # no TCP warning per run
-                                             shutdown_kernel="immediate")     # outputs are collected: no need to wait
+                                             shutdown_kernel="immediate",     # outputs are collected: no need to wait
+                                             kernel_manager_class=kernel_manager_class())
             return out, None, True
         except BaseException as e:
             man = state["manager"]
@@ -155,6 +161,33 @@ def run_papermill(nb, kernel: str, cwd: Path, secrets: list[str], cell_timeout, 
             if isinstance(e, (KeyboardInterrupt, NoSuchKernel)) or started or attempt == start_retries:
                 return (man.nb if man else nb), e, started
             time.sleep(0.5 * (attempt + 1))
+
+# %% ../nbs/24_runner.ipynb #bb80047e
+def _runtime_dir() -> Path:
+    from jupyter_core.paths import jupyter_runtime_dir
+    return Path(jupyter_runtime_dir())
+
+def remove_stale_connection_files() -> list[Path]:
+    "Remove the connection files of kernels whose runner is gone (killed with -9); return them"
+    import psutil
+    gone = []
+    for f in _runtime_dir().glob("prodkit-*-*.json"):
+        pid = f.name.split("-")[1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            f.unlink(missing_ok=True)
+            gone.append(f)
+    return gone
+
+def kernel_manager_class():
+    "jupyter_client's kernel manager, writing its connection file as `prodkit-<runner pid>-<n>.json`"
+    from jupyter_client import AsyncKernelManager
+    path = _runtime_dir()/f"prodkit-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    class NamedKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.connection_file = str(path)
+    return NamedKernelManager
 
 # %% ../nbs/24_runner.ipynb #8d5a26a9
 def outcome(exc: BaseException | None, started: bool, kernel: str, language: str = "python") -> tuple[ExitCode, str | None]:
@@ -195,14 +228,26 @@ def _env(**kv):
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)   # besides SIGINT: a scheduler's stop, a closed terminal
+
 @contextmanager
-def _sigterm_interrupts():
-    "Turn SIGTERM into KeyboardInterrupt while a run executes (main thread only)"
+def signals_interrupt():
+    "Turn SIGTERM and SIGHUP into KeyboardInterrupt while a run executes (main thread only), so the run is recorded as killed"
     if threading.current_thread() is not threading.main_thread(): yield; return
     def handler(signum, frame): raise KeyboardInterrupt(signal.Signals(signum).name)
-    old = signal.signal(signal.SIGTERM, handler)
+    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try: yield
-    finally: signal.signal(signal.SIGTERM, old)
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+
+# %% ../nbs/24_runner.ipynb #a182b6b4
+def kernel_tmp(rec: RunRecord) -> Path:
+    "The kernel's TMPDIR, inside the run directory and removed when the run ends (this process keeps its own)"
+    tempfile.gettempdir()                      # fixes this process's temporary directory before TMPDIR changes
+    (tmp := rec.path/".tmp").mkdir(exist_ok=True)
+    return tmp
+
+def _timeout(v) -> int | None: return None if v is None else int(v)   # nbclient takes whole seconds (the config checks it is one)
 
 def execute_notebook(plan: JobPlan, rec: RunRecord, kernel: str, progress: bool) -> tuple:
     "Inject the config into the plan's notebook and execute it in the run directory; return (notebook, exit code, reason)"
@@ -211,8 +256,8 @@ def execute_notebook(plan: JobPlan, rec: RunRecord, kernel: str, progress: bool)
     if language == "python": nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
     nb.metadata["prodkit"] = {"run_id": rec.id, "job": rec.job, "config_hash": rec.config_hash}
     try:
-        with _sigterm_interrupts(), _env(**{RUN_DIR_ENV: rec.run_dir}):
-            out, exc, started = run_papermill(nb, kernel, rec.path, plan.secrets, plan.job.get("cell_timeout"),
+        with signals_interrupt(), _env(**{RUN_DIR_ENV: rec.run_dir, "TMPDIR": str(kernel_tmp(rec))}):
+            out, exc, started = run_papermill(nb, kernel, rec.path, plan.secrets, _timeout(plan.job.get("cell_timeout")),
                                               int(plan.job["start_retries"]), progress, desc=f"{rec.job} {rec.id}")
     except KeyboardInterrupt as e: out, exc, started = nb, e, True
     return (out, *outcome(exc, started, kernel, language))
@@ -234,6 +279,19 @@ def finish_run(plan: JobPlan, rec: RunRecord, out, code: ExitCode, reason: str |
     rec.save()
     return rec
 
+# %% ../nbs/24_runner.ipynb #20092843
+def finish_safely(plan: JobPlan, rec: RunRecord, out, code: ExitCode, reason: str | None, seconds: float) -> RunRecord:
+    "`finish_run` with the reason scrubbed; if the run's files cannot be written or read, record a runner error instead"
+    reason = scrub(reason, plan.secrets) if reason else reason
+    shutil.rmtree(rec.path/".tmp", ignore_errors=True)   # what the kernel left in its TMPDIR (wandb's media and artifact folders)
+    try: return finish_run(plan, rec, out, code, reason, seconds)
+    except (OSError, ValueError) as e:   # a full disk; a job's metrics.json that is not JSON
+        rec.status, rec.exit_code = STATUS_OF[ExitCode.RUNNER_ERROR], int(ExitCode.RUNNER_ERROR)
+        rec.exit_reason = scrub(f"cannot write or read the run's files: {type(e).__name__}: {e}" + (f" (the job had ended: {reason})" if reason else ""), plan.secrets)
+        rec.ended, rec.duration_s = utc_now().isoformat(), round(seconds, 3)
+        rec.save()
+        return rec
+
 # %% ../nbs/24_runner.ipynb #9101ac09
 def execute(
     cfg: DictConfig,                  # a composed config with a `job` node
@@ -252,7 +310,7 @@ def execute(
     rec = start_run(plan, overrides, reproduces)
     t0 = time.monotonic()
     out, code, reason = execute_notebook(plan, rec, kernel or plan.job.get("kernel") or notebook_kernel(plan.notebook), progress)
-    return finish_run(plan, rec, out, code, reason, time.monotonic() - t0)
+    return finish_safely(plan, rec, out, code, reason, time.monotonic() - t0)
 
 def run_job(
     job: str,                       # a job name in conf/job, or a notebook path

@@ -5,10 +5,11 @@
 # %% ../nbs/21_runs.ipynb #554b4ec6
 from __future__ import annotations
 import json
+import logging
 import os
 import socket
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from enum import IntEnum
 from pathlib import Path
@@ -16,8 +17,8 @@ from pathlib import Path
 from .atomic import write_json
 
 # %% auto #0
-__all__ = ['STATUS_OF', 'ExitCode', 'RunRecord', 'utc_now', 'stamped_name', 'new_run_dir', 'RunNotFound', 'iter_runs',
-           'list_runs', 'find_run', 'find_cached']
+__all__ = ['STATUS_OF', 'SWEEP_ENV', 'STATUSES', 'log', 'ExitCode', 'RunRecord', 'RecordError', 'checked_record', 'utc_now',
+           'stamped_name', 'new_run_dir', 'RunNotFound', 'iter_runs', 'list_runs', 'find_run', 'find_cached']
 
 # %% ../nbs/21_runs.ipynb #4ef3a366
 class ExitCode(IntEnum):
@@ -35,6 +36,8 @@ STATUS_OF = {ExitCode.OK: "succeeded", ExitCode.CELL_FAILED: "failed", ExitCode.
              ExitCode.KERNEL_START: "failed", ExitCode.KERNEL_DIED: "killed", ExitCode.INTERRUPTED: "killed"}
 
 # %% ../nbs/21_runs.ipynb #ee6215a0
+SWEEP_ENV = "PRODKIT_SWEEP"   # set by a sweep for its workers: `<sweep>#<point>`, recorded as `RunRecord.sweep`
+
 @dataclass
 class RunRecord:
     "Everything about one run, as stored in its `run.json`"
@@ -63,6 +66,7 @@ class RunRecord:
     links: dict = field(default_factory=dict)        # e.g. wandb_run_id
     params: dict = field(default_factory=dict)       # the notebook parameters the run used (secrets redacted)
     reproduces: str | None = None                    # the run this one re-executed
+    sweep: str | None = None                         # the sweep this run is a point of
     cached: bool = False                             # True when returned from the cache, not run
     pid: int = 0
     host: str = ""
@@ -76,10 +80,37 @@ class RunRecord:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunRecord:
-        "Read a run's `run.json`"
-        d = json.loads((Path(run_dir)/"run.json").read_text())
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        "Read a run's `run.json`, checked field by field; `RecordError` naming the file if it is damaged"
+        return cls(**checked_record(Path(run_dir)/"run.json"))
+
+# %% ../nbs/21_runs.ipynb #17177690
+class RecordError(ValueError):
+    "A `run.json` that cannot be read as a run record"
+
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "dict": (dict,), "list": (list,), "bool": (bool,), "None": (type(None),)}
+STATUSES = ("running", "succeeded", "failed", "killed")
+
+def _field_types(f) -> tuple:
+    "The Python types a field's annotation (a string such as `int | None`) admits"
+    return tuple(t for name in str(f.type).split("|") for t in _TYPES[name.strip()])
+
+def checked_record(path: Path) -> dict:
+    "The fields of the record at `path`, after checking its encoding, shape, types and status"
+    try: d = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e: raise RecordError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e: raise RecordError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(d, dict): raise RecordError(f"{path}: a JSON {type(d).__name__}, not an object")
+    out = {}
+    for f in fields(RunRecord):
+        if f.name not in d:
+            if f.default is MISSING and f.default_factory is MISSING: raise RecordError(f"{path}: no {f.name!r}")
+            continue
+        v, types = d[f.name], _field_types(f)
+        if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+            raise RecordError(f"{path}: {f.name!r} is {type(v).__name__} {v!r:.40}, expected {f.type}")
+        out[f.name] = v
+    if out.get("status", "running") not in STATUSES: raise RecordError(f"{path}: unknown status {out['status']!r}")
+    return out
 
 # %% ../nbs/21_runs.ipynb #ca7313f9
 def utc_now() -> datetime: return datetime.now(timezone.utc)
@@ -102,13 +133,22 @@ def new_run_dir(runs_dir: str | Path, job: str) -> tuple[str, Path]:
 class RunNotFound(LookupError):
     "No run, or more than one, matches what the user asked for"
 
+log = logging.getLogger("prodkit.runs")
+_warned: set[str] = set()
+
+def _skip_damaged(e: RecordError) -> None:
+    "Warn once per process about a damaged record (Python's last-resort handler prints it on stderr)"
+    if str(e) not in _warned: _warned.add(str(e)); log.warning(f"skipping a damaged run record: {e}")
+
 def iter_runs(runs_dir: str | Path, job: str | None = None):
-    "Every run record under `runs_dir` (optionally one job's), oldest first"
+    "Every run record under `runs_dir` (optionally one job's), oldest first; damaged records are skipped with a warning"
     pattern = f"{job}/*/run.json" if job else "*/*/run.json"
     for p in sorted(Path(runs_dir).glob(pattern), key=lambda p: p.parent.name):
         try: yield RunRecord.load(p.parent)
-        except (json.JSONDecodeError, TypeError, OSError): continue
+        except RecordError as e: _skip_damaged(e)
+        except OSError: continue     # removed while we listed, or unreadable
 
+# %% ../nbs/21_runs.ipynb #9c17616b
 def _alive(pid: int) -> bool:
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
@@ -135,7 +175,9 @@ def find_run(
     runs_dir: str | Path,       # where runs live
 ) -> RunRecord:
     "A run by id, id prefix, or directory"
-    if (p := Path(ref)).is_dir() and (p/"run.json").exists(): return _orphans_killed(RunRecord.load(p))
+    if (p := Path(ref)).is_dir() and (p/"run.json").exists():
+        try: return _orphans_killed(RunRecord.load(p))
+        except RecordError as e: raise RunNotFound(f"the record is damaged: {e}") from None
     hits = [r for r in iter_runs(runs_dir) if r.id.startswith(ref) or Path(r.run_dir).name == ref]
     if not hits: raise RunNotFound(f"no run {ref!r} under {runs_dir}")
     if len({r.id for r in hits}) > 1: raise RunNotFound(f"{ref!r} matches {len(hits)} runs: {', '.join(r.id for r in hits)}")

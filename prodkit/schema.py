@@ -106,6 +106,7 @@ class TrainConfig:
     min_delta: float = 0.0    # smallest change of `monitor` that counts as an improvement
     threads: int = 1          # torch CPU threads; fixed so results are bit-identical across machines
     progress: bool = True     # show a progress bar
+    divergence_factor: Optional[float] = 1000.0  # fail when a batch loss exceeds this many times the lowest so far (at least 0.01); None: NaN/inf only
     resume_from: Optional[str] = None  # an interrupted run's directory: its checkpoint is copied in and training continues
 
 # %% ../nbs/00_schema.ipynb #2605ddfd

@@ -5,8 +5,10 @@
 # %% ../nbs/25_sweep.ipynb #92d5dc8f
 from __future__ import annotations
 import contextlib
+import json
 import os
 import shutil
+import signal
 import sys
 import traceback
 from dataclasses import dataclass
@@ -19,11 +21,12 @@ from .atomic import write_atomic, write_json
 from .config import ConfigError, compose, config_error, hydra_session
 from .params import param_overrides
 from .redact import redact, redact_override, run_secrets
-from .runner import execute, skip_slow_optional_imports
-from .runs import ExitCode, RunRecord, stamped_name
+from .runner import STOP_SIGNALS, execute, signals_interrupt, skip_slow_optional_imports
+from .runs import SWEEP_ENV, ExitCode, RunRecord, iter_runs, stamped_name, utc_now
 
 # %% auto #0
-__all__ = ['SweepResult', 'sweep_task', 'scrub_sweep_dir', 'sweep']
+__all__ = ['SweepResult', 'sweep_task', 'scrub_sweep_dir', 'adopt_orphans', 'stop_descendants', 'signals_ignored',
+           'mark_interrupted', 'sweep']
 
 # %% ../nbs/25_sweep.ipynb #6d2849a4
 @dataclass
@@ -53,8 +56,10 @@ def sweep_task(cfg: DictConfig, force: bool = False, params: dict | None = None)
                  for o in hc.overrides.task if not o.startswith(("job=", "job.notebook=", "job.name="))]
     secrets = run_secrets(OmegaConf.to_container(cfg, resolve=True))
     point = dict(num=hc.job.num, overrides=[redact_override(o, secrets) for o in overrides])
+    os.environ[SWEEP_ENV] = f"{os.environ.get(SWEEP_ENV, '').split('#')[0]}#{hc.job.num}"   # recorded in the run
     try:
         rec = execute(cfg, overrides=overrides, force=force, progress=False, params=params)
+        if rec.exit_code == ExitCode.INTERRUPTED and _sweep_pid == os.getpid(): raise KeyboardInterrupt(rec.exit_reason)  # in-process: stop the sweep
         print(f"sweep: job {point['num']} {rec.status}{' (cached)' if rec.cached else ''} in {rec.duration_s or 0:.1f} s: {rec.run_dir}",
               file=sys.stderr, flush=True)   # progress while the others run
         return SweepResult(**point, status=rec.status, exit_code=rec.exit_code, reason=rec.exit_reason, run=rec)
@@ -83,6 +88,60 @@ def scrub_sweep_dir(sweep_dir: Path, overrides) -> None:
     for d, _, _ in sorted(os.walk(sweep_dir, topdown=False)):
         if d != str(sweep_dir) and not os.listdir(d): os.rmdir(d)
 
+# %% ../nbs/25_sweep.ipynb #0d4cb0ab
+_sweep_pid: int | None = None   # the process running `sweep`, while it runs
+
+def adopt_orphans(on: bool = True) -> None:
+    "Make this process the reaper of its orphaned descendants, or stop being it (Linux; elsewhere a no-op)"
+    with contextlib.suppress(Exception):
+        import ctypes
+        ctypes.CDLL(None).prctl(36, int(on), 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
+
+def _tree(keep: set[int]) -> list:
+    "This process's children but those in `keep` (started before the sweep), and all their descendants"
+    import psutil
+    return [q for c in psutil.Process().children() if c.pid not in keep for q in (c, *c.children(recursive=True))]
+
+def stop_descendants(grace: float = 5.0, keep: set[int] = frozenset()) -> list[int]:
+    "Terminate every process this one started (but children in `keep`), and theirs; kill what is left after `grace` seconds; their pids"
+    import psutil
+    seen = set()
+    for _ in range(5):                  # a worker may start a process while the others stop
+        procs = [p for p in _tree(keep) if p.pid not in seen]
+        if not procs: break
+        seen |= {p.pid for p in procs}
+        for p in procs:
+            with contextlib.suppress(psutil.Error): p.terminate()
+        _, alive = psutil.wait_procs(procs, timeout=grace)
+        for p in alive:
+            with contextlib.suppress(psutil.Error): p.kill()
+        psutil.wait_procs(alive, timeout=grace)
+    return sorted(seen)
+
+@contextlib.contextmanager
+def signals_ignored():
+    "Ignore Ctrl-C and the stop signals while a stopped sweep cleans up"
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, *STOP_SIGNALS)}
+    try: yield
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+
+# %% ../nbs/25_sweep.ipynb #54189dea
+def mark_interrupted(runs_dir: Path, sweep_id: str, reason: str) -> list[SweepResult]:
+    "Mark the unfinished runs of sweep `sweep_id` as killed; one result per run the sweep started, in grid order"
+    results = []
+    for r in iter_runs(runs_dir):
+        sid, _, num = (r.sweep or "").partition("#")
+        if sid != sweep_id: continue
+        if r.status == "running":
+            r.status, r.exit_code, r.exit_reason = "killed", int(ExitCode.INTERRUPTED), f"interrupted: the sweep was stopped ({reason})"
+            r.ended = utc_now().isoformat()
+            for name in ("metrics", "measurements", "artifacts", "links"):   # what the job recorded before it was stopped
+                with contextlib.suppress(OSError, ValueError): setattr(r, name, json.loads((r.path/f"{name}.json").read_text()))
+            r.save()
+        results.append(SweepResult(int(num or 0), r.overrides, r.status, r.exit_code, r.exit_reason, run=r))
+    return sorted(results, key=lambda r: r.num)
+
 # %% ../nbs/25_sweep.ipynb #c47bc00d
 def _sweep_dir(job: str, overrides) -> Path:
     "A new sweep directory under the runs dir that `overrides` select (paths overrides are never swept)"
@@ -98,6 +157,33 @@ def _results(returns) -> list[SweepResult]:
             except Exception as e: results.append(SweepResult(len(results), [], "failed", int(ExitCode.RUNNER_ERROR), f"{type(e).__name__}: {e}"))
     return sorted(results, key=lambda r: r.num)
 
+def _multirun(job: str, overrides, force: bool, sweep_dir: Path, params: dict | None = None):
+    "Hydra's multirun of `sweep_task` over the grid, its workers told which sweep they serve; Hydra's returns"
+    os.environ[SWEEP_ENV] = sweep_dir.name
+    try:
+        with hydra_session(job_name=Path(job).stem) as hydra:
+            return hydra.multirun(config_name="config", task_function=partial(sweep_task, force=force, params=params),
+                                  overrides=[*param_overrides(job, overrides), f"hydra.sweep.dir={sweep_dir}"])
+    finally: os.environ.pop(SWEEP_ENV, None)
+
+def _write_summary(sweep_dir: Path, job: str, overrides, results: list[SweepResult], interrupted: str | None = None) -> None:
+    "`sweep.json`: the sweep's overrides (redacted) and every point's run"
+    safe = [redact_override(o, run_secrets(overrides=overrides)) for o in overrides]
+    write_json(sweep_dir/"sweep.json", dict(job=job, overrides=safe, interrupted=interrupted, jobs=[r.summary() for r in results]),
+               redacted=False)   # overrides redacted above; metric names like `key_metric` are not secrets
+
+# %% ../nbs/25_sweep.ipynb #c16ad320
+def _stopped(sweep_dir: Path, job: str, overrides, why: str, keep: set[int]) -> None:
+    "After an interrupt: stop every process of the sweep (not the children in `keep`), mark its unfinished runs killed, write `sweep.json`"
+    with signals_ignored():
+        stop_descendants(keep=keep)
+        results = mark_interrupted(sweep_dir.parent.parent, sweep_dir.name, why)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        _write_summary(sweep_dir, job, overrides, results, interrupted=why)
+        print(f"prodkit: sweep interrupted ({why}): {sum(r.status == 'succeeded' for r in results)} of {len(results)} started jobs "
+              f"succeeded; see {sweep_dir/'sweep.json'}", file=sys.stderr)
+
+# %% ../nbs/25_sweep.ipynb #b2481106
 def sweep(
     job: str,                        # a job name in conf/job, or a notebook path
     overrides: list[str] | tuple = (),  # Hydra overrides; comma lists sweep, e.g. ["train.lr=1e-3,1e-2"]
@@ -107,20 +193,25 @@ def sweep(
     "Run every point of the override grid through the configured Hydra launcher; one result per job"
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
-    sweep_dir = _sweep_dir(job, overrides)
+    global _sweep_pid
+    sweep_dir, interrupted = _sweep_dir(job, overrides), False
+    _sweep_pid, keep = os.getpid(), {p.pid for p in _tree(set())}   # children from before (a notebook's own) are not the sweep's
+    adopt_orphans()
     try:
-        with hydra_session(job_name=Path(job).stem) as hydra:
-            returns = hydra.multirun(config_name="config", task_function=partial(sweep_task, force=force, params=params),
-                                     overrides=[*param_overrides(job, overrides), f"hydra.sweep.dir={sweep_dir}"])
+        with signals_interrupt(): returns = _multirun(job, overrides, force, sweep_dir, params)
+    except KeyboardInterrupt as e:
+        interrupted = True
+        _stopped(sweep_dir, job, overrides, str(e) or "Ctrl-C", keep)
+        raise
     except (HydraException, OmegaConfBaseException) as e:
         shutil.rmtree(sweep_dir, ignore_errors=True)     # nothing ran: leave nothing behind
         with contextlib.suppress(OSError): sweep_dir.parent.rmdir()   # _sweeps/, if this was its only sweep
         raise config_error(e) from None
     finally:
-        _stop_idle_workers()
+        _sweep_pid = None
+        adopt_orphans(False)
+        if not interrupted: _stop_idle_workers()         # stopped sweeps have no workers left
         if sweep_dir.exists(): scrub_sweep_dir(sweep_dir, overrides)
     results = _results(returns)
-    safe = [redact_override(o, run_secrets(overrides=overrides)) for o in overrides]
-    write_json(sweep_dir/"sweep.json", dict(job=job, overrides=safe, jobs=[r.summary() for r in results]),
-               redacted=False)   # overrides redacted above; metric names like `key_metric` are not secrets
+    _write_summary(sweep_dir, job, overrides, results)
     return results

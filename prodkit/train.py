@@ -26,9 +26,9 @@ from .model import Classifier, save_model, save_torch_atomic, to_tensors, weight
 from .atomic import write_atomic
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'TrainingError', 'deterministic', 'epoch_seed', 'make_optimizer', 'train_epoch',
-           'loss_and_accuracy', 'run_key', 'TrainState', 'save_checkpoint', 'load_checkpoint', 'FitResult', 'fit',
-           'copy_checkpoints']
+__all__ = ['LOWEST_LOSS_FLOOR', 'CHECKPOINT_FORMAT', 'TrainingError', 'deterministic', 'epoch_seed', 'make_optimizer',
+           'train_epoch', 'loss_and_accuracy', 'check_loss', 'check_gradients', 'run_key', 'TrainState',
+           'save_checkpoint', 'load_checkpoint', 'FitResult', 'fit', 'copy_checkpoints']
 
 # %% ../nbs/13_train.ipynb #4efa3957
 class TrainingError(RuntimeError):
@@ -58,14 +58,15 @@ def make_optimizer(model: nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
     cls = {Optimizer.adam: torch.optim.Adam, Optimizer.adamw: torch.optim.AdamW, Optimizer.sgd: torch.optim.SGD}[kind]
     return cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-def _diverged(loss: torch.Tensor, where: str, cfg: DictConfig) -> TrainingError:
-    return TrainingError(f"loss became {loss.item()} at {where}: training diverged. Try a lower train.lr "
+def _diverged(loss: torch.Tensor, where: str, cfg: DictConfig, what: str = "loss", detail: str = "") -> TrainingError:
+    return TrainingError(f"{what} became {loss.item():.4g}{detail} at {where}: training diverged. Try a lower train.lr "
                          f"(now {cfg.lr:g}), train.optimizer=adam (now {Optimizer(cfg.optimizer).value}), or check the data "
                          "for extreme values (data.outliers.action=clip)")
 
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                cfg: DictConfig, seed: int, epoch: int) -> float:
-    "Train one epoch (0-based `epoch`) over shuffled batches; the mean training loss"
+                cfg: DictConfig, seed: int, epoch: int, lowest: dict | None = None) -> float:
+    "Train one epoch (0-based `epoch`) over shuffled batches; the mean training loss (`lowest`: the run's lowest batch loss, kept across epochs)"
+    lowest = {} if lowest is None else lowest
     torch.manual_seed(epoch_seed(seed, epoch))   # dropout
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
     model.train()
@@ -73,9 +74,11 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y
     for b in range(n_batches):
         idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
         loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        if not torch.isfinite(loss): raise _diverged(loss, f"epoch {epoch + 1}, batch {b + 1}/{n_batches}", cfg)
+        where = f"epoch {epoch + 1}, batch {b + 1}/{n_batches}"
+        check_loss(loss, lowest, cfg, where)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        check_gradients(model, cfg, where)
         opt.step()
         total += loss.item() * len(idx)
     return total / len(x)
@@ -87,9 +90,27 @@ def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
     logits = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     return dict(loss=nn.functional.cross_entropy(logits, y).item(), accuracy=(logits.argmax(1) == y).float().mean().item())
 
+# %% ../nbs/13_train.ipynb #1589a502
+LOWEST_LOSS_FLOOR = 0.01   # the lowest loss `check_loss` compares against is at least this
+
+def check_loss(loss: torch.Tensor, lowest: dict, cfg: DictConfig, where: str) -> None:
+    "Raise `TrainingError` if `loss` is not finite or `train.divergence_factor` times the lowest so far; update `lowest`"
+    if not torch.isfinite(loss): raise _diverged(loss, where, cfg)
+    value, factor = loss.item(), cfg.get("divergence_factor")
+    low = lowest.get("loss", value)
+    if factor and value > factor * max(low, LOWEST_LOSS_FLOOR):
+        raise _diverged(loss, where, cfg, detail=f" (over {factor:g} times its lowest so far, {low:.4g}; train.divergence_factor)")
+    lowest["loss"] = min(low, value)
+
+def check_gradients(model: nn.Module, cfg: DictConfig, where: str) -> None:
+    "Raise `TrainingError` if the gradient norm of `model` is not finite"
+    grads = [torch.linalg.vector_norm(p.grad) for p in model.parameters() if p.grad is not None]
+    if grads and not torch.isfinite(norm := torch.linalg.vector_norm(torch.stack(grads))):
+        raise _diverged(norm, where, cfg, what="the gradient norm")
+
 # %% ../nbs/13_train.ipynb #5575fdfd
 CHECKPOINT_FORMAT = "prodkit.checkpoint/1"
-_NOT_IN_KEY = ("epochs", "patience", "progress", "resume_from")
+_NOT_IN_KEY = ("epochs", "patience", "progress", "resume_from", "divergence_factor")
 
 def run_key(model: Classifier, split: Split, cfg: DictConfig, seed: int) -> dict:
     "What must match for a checkpoint to be resumed: model and train config, split, seed"
@@ -201,9 +222,10 @@ def fit(
     with deterministic(seed, cfg.threads):
         opt, key = make_optimizer(model, cfg), run_key(model, split, cfg, seed)
         state, resumed_from = _resume(last, resume, model, opt, key)
+        lowest = {}                                     # the lowest batch loss, for `check_loss`
         with _progress(cfg, state.epoch) as bar:
             while state.epoch < cfg.epochs and not state.stopped_early:
-                train_loss = train_epoch(model, opt, xt, yt, cfg, seed, state.epoch)
+                train_loss = train_epoch(model, opt, xt, yt, cfg, seed, state.epoch, lowest)
                 val = loss_and_accuracy(model, xv, yv)
                 state.epoch += 1
                 if not math.isfinite(val["loss"]): raise _diverged(torch.tensor(val["loss"]), f"epoch {state.epoch}, validation", cfg)

@@ -132,7 +132,10 @@ def test_split_is_seeded_disjoint_stratified_and_recorded_as_row_hashes(tmp_path
 
 
 def test_bad_split_settings_fail_with_the_setting_named(tmp_path):
-    cfg = data_cfg(tmp_path, "data.val_fraction=0.6", "data.test_fraction=0.5")
+    with pytest.raises(ConfigError, match=r"data.val_fraction \+ data.test_fraction = 1.1: must be below 1"):   # at compose time
+        data_cfg(tmp_path, "data.val_fraction=0.6", "data.test_fraction=0.5")
+    cfg = data_cfg(tmp_path)
+    cfg.val_fraction, cfg.test_fraction = 0.6, 0.5                          # a config changed after composing: split checks again
     with pytest.raises(DataError, match="data.val_fraction=0.6 and data.test_fraction=0.5"): split_dataset(load_dataset(cfg), cfg)
 
 
