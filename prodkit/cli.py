@@ -15,7 +15,8 @@ from fastcore.docments import docments
 
 from .config import ConfigError, compose
 from .redact import run_secrets, scrubbed_console
-from .runner import execute, reproduce, skip_slow_optional_imports
+from .kernel import skip_slow_optional_imports
+from .runner import execute, reproduce
 from .runs import ExitCode, RunNotFound, find_run, list_runs
 from .params import cli_params
 from .cli_params import params_options, print_params
