@@ -20,10 +20,11 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 # %% auto #0
-__all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'ConfigError', 'project_root', 'conf_dir', 'TrackingMode', 'PathsConfig',
-           'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec', 'DataConfig', 'ModelConfig', 'Optimizer',
-           'Monitor', 'TrainConfig', 'TrackingConfig', 'JobConfig', 'ProdkitConfig', 'check_targets', 'instantiate',
-           'compose', 'config_error', 'validate', 'to_dict', 'as_config']
+__all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'ConfigError', 'project_root', 'conf_dir', 'BaselineRule',
+           'BaselineConfig', 'ServeConfig', 'InferConfig', 'TrackingMode', 'PathsConfig', 'OutlierRule',
+           'OutlierAction', 'OutlierConfig', 'ColumnSpec', 'DataConfig', 'ModelConfig', 'Optimizer', 'Monitor',
+           'TrainConfig', 'TrackingConfig', 'JobConfig', 'ProdkitConfig', 'check_targets', 'instantiate', 'compose',
+           'config_error', 'validate', 'to_dict', 'as_config']
 
 # %% ../nbs/00_config.ipynb #6f2af318
 class ConfigError(ValueError):
@@ -51,6 +52,54 @@ def conf_dir() -> Path:
 
 # %% ../nbs/00_config.ipynb #f93f18b9
 OmegaConf.register_new_resolver("prodkit_root", lambda: str(project_root()), replace=True)
+
+# %% ../nbs/00_config.ipynb #be349b85
+@dataclass
+class BaselineRule:
+    feature: str = MISSING        # a model feature
+    above: float = MISSING        # the rule fires when the feature's value is above this
+    label: str = MISSING          # the label it then answers
+
+@dataclass
+class BaselineConfig:
+    rules: list[BaselineRule] = field(default_factory=list)  # tried in order; the first that fires answers
+    default: str = "0"            # the label when no rule fires
+    confidence: float = 0.6       # the probability the baseline gives its label (the rest is spread over the others)
+
+@dataclass
+class ServeConfig:
+    registry: str = MISSING       # the model registry directory (registry.db + blobs/)
+    model_name: str = "prodkit"   # the name in the Open Inference Protocol routes: /v2/models/<name>
+    ref: str = "production"       # the registry alias (or version) to serve
+    fallback_ref: Optional[str] = "previous"  # served when `ref` cannot load or fails its hash check; None: no fallback model
+    on_no_model: str = "baseline"  # when no model loads: `baseline` answers, or `unready` (503, /v2/health/ready false)
+    host: str = "127.0.0.1"       # bind address
+    port: int = 8000              # bind port
+    workers: int = 1              # uvicorn worker processes
+    poll_seconds: float = 2.0     # how often the registry's aliases are checked for a promotion or rollback
+    max_batch: int = 1024         # most records or rows in one request
+    max_body_bytes: int = 1048576  # largest request body
+    range_margin: Optional[float] = None  # refuse values outside the training range by more than this share of its width; None: off
+    confidence_threshold: float = 0.0  # predictions below it are flagged `low_confidence`; 0: off
+    low_confidence: str = "flag"  # `flag` only, or `baseline`: the baseline answers instead
+    canary_share: float = 0.0     # share of requests answered by `canary_ref` (0: no canary)
+    canary_ref: str = "candidate" # the canary's registry alias
+    graceful_seconds: float = 10.0  # on SIGTERM, how long requests in flight may take to finish
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+
+@dataclass
+class InferConfig:
+    input: Optional[str] = None   # the CSV or Parquet file to score (relative: from the project root)
+    output: Optional[str] = None  # predictions: .csv or .parquet (relative: from the project root)
+    model: str = "production"     # a registry alias or version, or a path to an .onnx file
+    registry: str = MISSING       # the model registry directory
+    chunk_size: int = 65536       # rows per chunk: bounds memory
+    range_margin: Optional[float] = 0.5  # allowed distance outside the training range, as a share of its width; None: off
+    max_bad_share: float = 0.01   # the run fails if more than this share of rows is invalid
+    shard: int = 0                # this job's shard (sweep it: infer.shard=0,1,2,3)
+    shards: int = 1               # how many shards the input is split into
+    progress: bool = True         # progress bar with rows/s
+
 
 # %% ../nbs/00_config.ipynb #92ca83d0
 class TrackingMode(str, Enum):
@@ -171,6 +220,8 @@ class ProdkitConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    infer: InferConfig = field(default_factory=InferConfig)   # batch inference (prodkit infer, the batch_infer job)
+    serve: ServeConfig = field(default_factory=ServeConfig)   # the online service (prodkit serve)
     job: Optional[JobConfig] = None     # set by `job=<name>`; None when composing without a job
 
 # %% ../nbs/00_config.ipynb #aea6f602
@@ -241,7 +292,7 @@ def config_error(e: Exception) -> ConfigError:
     return ConfigError(_explain(e))
 
 # %% ../nbs/00_config.ipynb #1c413acc
-PATH_KEYS = ("data.path", "data.outliers.quarantine_path", "train.resume_from")   # relative to paths.root
+PATH_KEYS = ("data.path", "data.outliers.quarantine_path", "train.resume_from", "infer.input", "infer.output", "infer.registry", "serve.registry")   # relative to paths.root
 MUST_EXIST = ("train.resume_from",)
 
 def validate(cfg: DictConfig) -> DictConfig:

@@ -28,6 +28,10 @@ class InputError(ValueError):
 # %% ../nbs/40_infer.ipynb #03ab9f4f
 META_KEY, META_FORMAT = "prodkit", "prodkit.onnx/1"
 
+def _bound(r: dict | None, key: str, default: float) -> float:
+    v = (r or {}).get(key)
+    return default if v is None else float(v)
+
 @dataclass(frozen=True)
 class ModelSchema:
     "A model's input and output contract, from its `prodkit` metadata"
@@ -49,8 +53,8 @@ class ModelSchema:
         try:
             i, o = meta["input"], meta["output"]
             feats, ranges = tuple(i["features"]), i.get("ranges") or {}
-            lo = np.array([ranges.get(f, {}).get("min", -np.inf) for f in feats], dtype=np.float64)
-            hi = np.array([ranges.get(f, {}).get("max", np.inf) for f in feats], dtype=np.float64)
+            lo = np.array([_bound(ranges.get(f), "min", -np.inf) for f in feats], dtype=np.float64)
+            hi = np.array([_bound(ranges.get(f), "max", np.inf) for f in feats], dtype=np.float64)
             return cls(i["name"], feats, o["name"], tuple(str(l) for l in o["labels"]), lo, hi)
         except (KeyError, TypeError) as e: raise InferenceError(f"model metadata lacks {e}: not a prodkit.onnx/1 model") from None
 
