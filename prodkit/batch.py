@@ -20,7 +20,8 @@ from .infer import OnnxModel, check_frame, prediction_frame
 from .safe_write import write_json
 
 # %% auto #0
-__all__ = ['BatchError', 'read_chunks', 'TableWriter', 'shard_path', 'quarantine_path', 'batch_infer', 'check_shards']
+__all__ = ['BatchError', 'read_chunks', 'TableWriter', 'open_model', 'shard_path', 'quarantine_path', 'batch_infer',
+           'check_shards']
 
 # %% ../nbs/40b_batch.ipynb #300d17ff
 class BatchError(RuntimeError):
@@ -86,6 +87,18 @@ class TableWriter:
         if self._csv: self._csv.close()
         if self._pq: self._pq.close()
         Path(self.tmp).unlink(missing_ok=True)
+
+# %% ../nbs/40b_batch.ipynb #fd026c87
+def open_model(ref: str | Path, registry: str | Path | None = None) -> OnnxModel:
+    "The model `ref` names: a path to an .onnx file, or an alias/version in the registry at `registry`"
+    if str(ref).endswith(".onnx") or Path(ref).is_file():
+        if not Path(ref).is_file(): raise BatchError(f"model file {ref} does not exist")
+        return OnnxModel(Path(ref))
+    if registry is None or not (Path(registry)/"registry.db").is_file():
+        raise BatchError(f"no model registry at {registry} (no registry.db): set infer.registry, or give a path to an .onnx file")
+    from prodkit.registry import ModelRegistry
+    reg = ModelRegistry(registry); v = reg.get(str(ref))
+    return OnnxModel(reg.onnx_bytes(v.version), version=v.version)
 
 # %% ../nbs/40b_batch.ipynb #3a45f4c6
 def shard_path(output: str | Path, shard: int, shards: int) -> Path:
