@@ -1,5 +1,5 @@
 "Helpers for the serving tests: real prodkit models in a real registry, real servers on free loopback ports"
-import contextlib, os, signal, socket, subprocess, sys, threading, time
+import contextlib, signal, socket, subprocess, sys, threading, time
 from pathlib import Path
 
 import httpx
