@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .onnx import read_onnx_metadata
-from .safe_write import write_atomic
+from .atomic import write_atomic
 
 # %% auto #0
 __all__ = ['ALIASES', 'RegistryError', 'ModelIntegrityError', 'sha256_bytes', 'BlobStore', 'SqliteStore', 'ModelVersion',
