@@ -79,12 +79,20 @@ class ServeMetrics:
         self.loaded = Gauge("prodkit_model_version", "Loaded model version by role (0: none)", ["role"], registry=r)
         self.ready = Gauge("prodkit_ready", "1 when the service can answer", registry=r)
 
-    def observe(self, version, labels: np.ndarray, conf: np.ndarray) -> None:
+        self._children: dict = {}
+
+    def child(self, metric, *labels):
+        "`metric.labels(*labels)`, cached: the lookup costs more than the increment"
+        key = (metric._name, labels)
+        c = self._children.get(key)
+        if c is None: c = self._children[key] = metric.labels(*labels)
+        return c
+
+    def observe(self, version, labels: list[str], conf: np.ndarray) -> None:
         "Count a batch of predictions"
         v = str(version)
-        for lab, n in zip(*np.unique(labels, return_counts=True)): self.predictions.labels(v, str(lab)).inc(int(n))
-        h = self.confidence.labels(v)
-        for c in conf.tolist(): h.observe(c)
+        h = self.child(self.confidence, v)
+        for lab, c in zip(labels, conf.tolist()): self.child(self.predictions, v, lab).inc(); h.observe(c)
 
 # %% ../nbs/41_serve.ipynb #b6e8f455
 class ModelState:
@@ -184,5 +192,5 @@ def answer(s: Served, x: np.ndarray, cfg: Any, metrics: ServeMetrics | None = No
     if metrics:
         if fb and m is None: metrics.fallbacks.labels("baseline").inc()
         elif fb and s.fallback and not canary: metrics.fallbacks.labels(f"{s.role}_model").inc()
-        metrics.observe(a.version if a.version is not None else "baseline", np.asarray(a.labels)[probs.argmax(1)], conf)
+        metrics.observe(a.version if a.version is not None else "baseline", [a.labels[i] for i in probs.argmax(1).tolist()], conf)
     return a
