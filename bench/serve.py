@@ -73,7 +73,7 @@ def main():
     reg = ModelRegistry(d/"registry"); reg.register(data); reg.promote(1)
     ours, bare = free_port(), free_port()
     env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
-    procs = [subprocess.Popen([sys.executable, "-c", "import sys; from prodkit.cli_serve import serve; serve(sys.argv[1:])", "--port", str(ours),
+    procs = [subprocess.Popen([str(Path(sys.executable).parent/"prodkit"), "serve", "--port", str(ours),
                                f"serve.registry={reg.path}", "serve.poll_seconds=5"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
              subprocess.Popen([sys.executable, "-c", BARE, str(d/"model.onnx"), str(bare)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:

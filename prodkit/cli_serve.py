@@ -3,14 +3,11 @@
 # %% ../nbs/86_cli_serve.ipynb #7546ece9
 from __future__ import annotations
 import json
-import sys
 from pathlib import Path
 
 import click
 
-from .batch import BatchError, batch_infer, check_shards, open_model
 from .config import ConfigError, compose
-from .infer import InferenceError
 
 # %% auto #0
 __all__ = ['COMMANDS', 'infer', 'infer_shards', 'serve']
@@ -34,6 +31,8 @@ def _compose(overrides):
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 def infer(input, output, overrides, model, registry, chunk_size, margin, max_bad_share, shard, shards, quiet):
     "Score INPUT (CSV or Parquet) into OUTPUT (.csv or .parquet) with a released model; bad rows to a quarantine file"
+    from prodkit.batch import BatchError, batch_infer, open_model
+    from prodkit.infer import InferenceError
     c = _compose(overrides).infer
     pick = lambda v, d: d if v is None else v
     try:
@@ -41,7 +40,7 @@ def infer(input, output, overrides, model, registry, chunk_size, margin, max_bad
         s = batch_infer(m, Path(input).resolve(), Path(output).resolve(), pick(chunk_size, c.chunk_size), pick(margin, c.range_margin),
                         pick(max_bad_share, c.max_bad_share), pick(shard, c.shard), pick(shards, c.shards), progress=not quiet and c.progress)
     except (BatchError, InferenceError) as e:
-        click.echo(f"prodkit infer: {e}", err=True); sys.exit(1)
+        click.echo(f"prodkit infer: {e}", err=True); raise click.exceptions.Exit(1)
     click.echo(json.dumps(s, indent=2))
 
 @click.command("infer-shards")
@@ -50,8 +49,9 @@ def infer(input, output, overrides, model, registry, chunk_size, margin, max_bad
 @click.option("--merge", is_flag=True, help="also join the shards into OUTPUT")
 def infer_shards(output, shards, merge):
     "Check every shard of OUTPUT finished (the last step of a sharded run); add up their counts"
+    from prodkit.batch import BatchError, check_shards
     try: click.echo(json.dumps(check_shards(Path(output).resolve(), shards, merge), indent=2))
-    except BatchError as e: click.echo(f"prodkit infer-shards: {e}", err=True); sys.exit(1)
+    except BatchError as e: click.echo(f"prodkit infer-shards: {e}", err=True); raise click.exceptions.Exit(1)
 
 # %% ../nbs/86_cli_serve.ipynb #bffc0d20
 @click.command("serve")

@@ -40,9 +40,8 @@ def wait_live(url: str, timeout: float = 60, proc=None) -> None:
 
 def start_process(overrides: list[str], port: int, log: Path):
     "`prodkit serve` as a child process (by pid); returns (proc, url)"
-    code = "import sys; from prodkit.cli_serve import serve; serve(sys.argv[1:])"
     f = open(log, "w")
-    proc = subprocess.Popen([sys.executable, "-c", code, "--port", str(port), *overrides], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([Path(sys.executable).parent/"prodkit", "serve", "--port", str(port), *overrides], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try: wait_live(url, proc=proc)
     except Exception: stop_process(proc); raise RuntimeError(f"server did not start:\n{log.read_text()}")
