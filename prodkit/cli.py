@@ -155,6 +155,12 @@ def reproduce_cmd(run, rtol, quiet, runs_dir):
 from .cli_serve import COMMANDS as SERVE_COMMANDS
 for _c in SERVE_COMMANDS: cli.add_command(_c)
 
+# %% ../nbs/90_cli.ipynb #967d62e9
+from .cli_release import registry, release
+
+cli.add_command(release)
+cli.add_command(registry)
+
 # %% ../nbs/90_cli.ipynb #4b26a899
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `prodkit` command"
