@@ -259,8 +259,11 @@ def _routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg) -> None
 CONFIG_ENV = "PRODKIT_SERVE_CONFIG"
 
 def app_from_env() -> FastAPI:
-    "The app for the `serve` config in `$PRODKIT_SERVE_CONFIG` (uvicorn factory; one per worker)"
-    return create_app(json.loads(os.environ[CONFIG_ENV]))
+    "The app for `$PRODKIT_SERVE_CONFIG` (JSON: `serve` keys; the rest from the schema defaults); a uvicorn factory, one per worker"
+    from dataclasses import asdict
+    from prodkit.schema import ServeConfig
+    if CONFIG_ENV not in os.environ: raise RuntimeError(f"set {CONFIG_ENV} to a JSON object of serve settings, at least {{\"registry\": \"/path/to/registry\"}}")
+    return create_app({**asdict(ServeConfig()), **json.loads(os.environ[CONFIG_ENV])})
 
 def run_server(cfg, workers: int | None = None, host: str | None = None, port: int | None = None) -> None:
     "Serve `cfg` (the `serve` config) with uvicorn until SIGTERM or Ctrl-C"

@@ -72,3 +72,18 @@ def test_sigterm_finishes_requests_in_flight(reg, tmp_path):
     assert code == 0 and took < 10, (code, took)
     assert "Finished server process" in (tmp_path/"server.log").read_text()
     with pytest.raises(httpx.TransportError): httpx.get(url + "/v2/health/live", timeout=1)
+
+def test_two_workers_answer_and_stop_on_sigterm(reg, tmp_path):
+    "`--workers 2`: both processes load the model and answer; SIGTERM to the parent stops them all"
+    import psutil
+    proc, url = start_process([f"serve.registry={reg.path}", "--workers", "2"], free_port(), tmp_path/"server.log")
+    try:
+        t0 = time.monotonic()
+        while len(psutil.Process(proc.pid).children()) < 2: assert time.monotonic() - t0 < 30; time.sleep(0.1)
+        children = [c.pid for c in psutil.Process(proc.pid).children()]
+        with httpx.Client(base_url=url) as c:
+            rs = [c.post("/predict", json=RECORD) for _ in range(20)]
+        assert {r.status_code for r in rs} == {200} and {r.json()["model_version"] for r in rs} == {2}
+    finally: code = stop_process(proc)
+    assert code == 0, (tmp_path/"server.log").read_text()[-2000:]
+    assert not [p for p in children if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
