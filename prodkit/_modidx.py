@@ -148,6 +148,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'prodkit.infer.OnnxModel.predict': ('infer.html#onnxmodel.predict', 'prodkit/infer.py'),
                                'prodkit.infer._bound': ('infer.html#_bound', 'prodkit/infer.py'),
                                'prodkit.infer._join': ('infer.html#_join', 'prodkit/infer.py'),
+                               'prodkit.infer._more': ('infer.html#_more', 'prodkit/infer.py'),
                                'prodkit.infer._number': ('infer.html#_number', 'prodkit/infer.py'),
                                'prodkit.infer._reasons_for': ('infer.html#_reasons_for', 'prodkit/infer.py'),
                                'prodkit.infer.check_array': ('infer.html#check_array', 'prodkit/infer.py'),

@@ -128,6 +128,7 @@ def _join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # %% ../nbs/40_infer.ipynb #7b34cdae
 def _number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
+def _more(xs) -> str: return f" and {len(xs) - 5} more" if len(xs) > 5 else ""
 
 def records_to_array(records, schema: ModelSchema, max_batch: int | None = None, margin: float | None = None) -> np.ndarray:
     "float32 [n, F] from one record (a dict of named features) or a list of records; `InputError` names what is wrong"
@@ -141,8 +142,8 @@ def records_to_array(records, schema: ModelSchema, max_batch: int | None = None,
         if not isinstance(r, dict): raise InputError(f"record {i} is a {type(r).__name__}, expected an object of named features")
         if len(r) != len(feats) or r.keys() != fset:
             missing, unknown = [f for f in feats if f not in r], sorted(k for k in r if k not in fset)
-            if missing: raise InputError(f"record {i}: missing feature(s) {missing[:5]}")
-            raise InputError(f"record {i}: unknown feature(s) {unknown[:5]}; the model takes {list(feats)[:5]}{' ...' if len(feats) > 5 else ''}")
+            if missing: raise InputError(f"record {i}: missing feature(s) {missing[:5]}{_more(missing)}")
+            raise InputError(f"record {i}: unknown feature(s) {unknown[:5]}{_more(unknown)}; the model takes {list(feats)[:5]}{_more(feats)}")
         row = [r[f] for f in feats]
         if not all(map(_number, row)):
             f = next(f for f, v in zip(feats, row) if not _number(v))

@@ -76,7 +76,7 @@ async def read_json(request: Request, limit: int):
         if len(body) > limit: raise InputError(f"request body is over the limit of {limit} bytes", 413)
     if not body: raise InputError("empty request body: send JSON", 400)
     try: return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e: raise InputError(f"malformed JSON: {e}", 400) from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e: raise InputError(f"malformed JSON: {str(e)[:200]}", 400) from None
 
 NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
