@@ -29,7 +29,7 @@ def child(args, limit_mb=None, timeout=600):
     return dict(ok=True, **json.loads(lines[-2]), vm_peak_mb=int(lines[-1].split()[1]) / 1024)
 
 def main():
-    from prodkit.data import InputSpec
+    from prodkit.split import InputSpec
     from prodkit.model import build_model
     from prodkit.onnx import ExportSettings, export_onnx, onnx_metadata
     d = Path(tempfile.mkdtemp(prefix="prodkit-bench-"))

@@ -61,7 +61,7 @@ async def load(port, path, body: bytes, clients):
 
 def main():
     sys.path.insert(0, str(ROOT/"tests"))
-    from prodkit.data import InputSpec
+    from prodkit.split import InputSpec
     from prodkit.model import build_model
     from prodkit.onnx import ExportSettings, export_onnx, onnx_metadata
     from prodkit.registry import ModelRegistry

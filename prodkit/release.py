@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from .data import Split, load_dataset, split_dataset
+from .data import load_dataset
+from .split import Split, split_dataset
 from .evaluate import classification_metrics
 from .gates import evaluate_gates, gate_failures, gates_passed, leakage_rows
 from .model import Classifier, load_model, to_tensors, weights_sha256
@@ -158,8 +159,8 @@ def release(
                                            export=dict(facts, speed=speed), links=links)
     report |= dict(version=v.version, already_registered=bool(same), links=links)
     if (cfg.registry.promote if promote is None else promote) and report["gates_passed"]:
-        report["promoted"] = True
-        reg.promote(v.version, reason=f"release of run {rec.id}: all {len(gates)} gates passed")
+        moves = reg.promote(v.version, reason=f"release of run {rec.id}: all {len(gates)} gates passed")
+        report |= dict(promoted=True, alias_moves=moves)      # no moves: it already was production
     elif not report["gates_passed"]: report["refused"] = "not promoted: " + "; ".join(gate_failures(gates))
     report["aliases"] = reg.aliases()
     write_json(out/"release.json", report, redacted=False)

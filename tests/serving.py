@@ -10,7 +10,7 @@ RECORD = {"f0": 0.1, "f1": 1.0, "f2": -0.5, "f3": 2.0}
 
 def prodkit_onnx(seed: int = 0, n: int = 4) -> bytes:
     "ONNX bytes of a small prodkit MLP, exported by prodkit.onnx (TorchScript exporter: fast), ranges [-3, 3]"
-    from prodkit.data import InputSpec
+    from prodkit.split import InputSpec
     from prodkit.model import build_model
     from prodkit.onnx import ExportSettings, export_onnx, onnx_metadata
     feats = [f"f{i}" for i in range(n)]
