@@ -1,7 +1,7 @@
 """Load test of the online service on loopback: p50/p99 latency and requests/s at 1, 8 and 64 concurrent clients,
 for `/predict` and the v2 infer route of `prodkit serve`, next to a bare Starlette app calling onnxruntime directly
 on the same model, in the same run. Bounded: each (route, clients) point stops after REQUESTS requests or SECONDS
-seconds. Writes bench/results/serve.json. The load generator shares the machine's cores with the servers."""
+seconds, split into ROUNDS rounds that alternate between the targets. Writes bench/results/serve.json. The load generator shares the machine's cores with the servers."""
 import asyncio, importlib.util, json, os, signal, socket, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
@@ -49,13 +49,16 @@ async def one_client(port, request: bytes, deadline, budget, lat):
             lat.append(time.perf_counter() - t0)
     finally: w.close()
 
-async def load(port, path, body: bytes, clients):
+ROUNDS = int(os.environ.get("ROUNDS", 3))   # targets alternate round by round, so a busy moment of the shared machine hits all of them
+
+async def round_(port, path, body: bytes, clients, requests, seconds, lat):
     req = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
-    await asyncio.gather(*[one_client(port, req, time.perf_counter() + 5, [50], []) for _ in range(min(clients, 8))])   # warm-up
-    lat, budget = [], [REQUESTS]
-    t0 = time.perf_counter()
-    await asyncio.gather(*[one_client(port, req, t0 + SECONDS, budget, lat) for _ in range(clients)])
-    secs = time.perf_counter() - t0
+    await asyncio.gather(*[one_client(port, req, time.perf_counter() + 5, [20], []) for _ in range(min(clients, 8))])   # warm-up
+    t0, budget = time.perf_counter(), [requests]
+    await asyncio.gather(*[one_client(port, req, t0 + seconds, budget, lat) for _ in range(clients)])
+    return time.perf_counter() - t0
+
+def summary(lat, secs):
     a = np.array(lat) * 1000
     return dict(requests=len(a), seconds=round(secs, 2), rps=round(len(a) / secs, 1), p50_ms=round(float(np.percentile(a, 50)), 2), p99_ms=round(float(np.percentile(a, 99)), 2))
 
@@ -84,8 +87,12 @@ def main():
                    ("prodkit v2 infer", ours, "/v2/models/prodkit/infer", v2)]
         results = []
         for clients in CLIENTS:
-            for name, port, path, body in targets:
-                r = asyncio.run(load(port, path, json.dumps(body).encode(), clients))
+            lat, secs = {t[0]: [] for t in targets}, {t[0]: 0.0 for t in targets}
+            for _ in range(ROUNDS):
+                for name, port, path, body in targets:
+                    secs[name] += asyncio.run(round_(port, path, json.dumps(body).encode(), clients, REQUESTS // ROUNDS, SECONDS / ROUNDS, lat[name]))
+            for name, *_ in targets:
+                r = summary(lat[name], secs[name])
                 results.append(dict(target=name, clients=clients, **r)); print(f"{name:22s} {clients:3d} clients: {r}", flush=True)
     finally:
         for p in procs: p.send_signal(signal.SIGTERM)
@@ -96,7 +103,7 @@ def main():
     for r in results: r["x_bare_rps"] = round(r["rps"] / bare_rps[r["clients"]], 2)
     loop = dict(uvloop=importlib.util.find_spec("uvloop") is not None, httptools=importlib.util.find_spec("httptools") is not None)
     print(f"\nuvicorn loop/parser: {'uvloop' if loop['uvloop'] else 'asyncio'} + {'httptools' if loop['httptools'] else 'h11'}; 1 worker each; "
-          f"{os.cpu_count()} cores shared with the load generator; up to {REQUESTS} requests or {SECONDS} s per point")
+          f"{os.cpu_count()} cores shared with the load generator; up to {REQUESTS} requests or {SECONDS} s per point, in {ROUNDS} alternating rounds")
     print("\n| target | clients | requests/s | p50 ms | p99 ms | x bare requests/s |\n|---|---|---|---|---|---|")
     for r in results: print(f"| {r['target']} | {r['clients']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['x_bare_rps']:.2f} |")
     (ROOT/"bench"/"results").mkdir(parents=True, exist_ok=True)
