@@ -60,7 +60,9 @@ class TableWriter:
     "Append frames to a temporary file; `commit()` renames it to `path` (CSV or Parquet by extension)"
     def __init__(self, path: str | Path, columns: list[str] | None = None):  # columns: written as a header when no chunk comes
         self.path, self.columns, self.rows = Path(path), columns, 0
-        self.kind = "csv" if str(self.path).lower().endswith(".csv") else _kind(self.path)
+        ext = self.path.suffix.lower()
+        if ext not in (".csv", ".parquet", ".pq"): raise BatchError(f"{self.path}: write .csv or .parquet (got {ext or 'no extension'})")
+        self.kind = "csv" if ext == ".csv" else "parquet"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"); os.close(fd)
         self._csv, self._pq = None, None
@@ -111,7 +113,7 @@ def shard_path(output: str | Path, shard: int, shards: int) -> Path:
 def quarantine_path(output: str | Path) -> Path:
     "The quarantine file beside an output: `preds.parquet` -> `preds.quarantine.csv`"
     output = Path(output)
-    return output.with_name(f"{output.name.split('.')[0]}{''.join(output.suffixes[:-1]) if len(output.suffixes) > 1 and '.shard-' in output.name else ''}.quarantine.csv")
+    return output.with_name(output.with_suffix("").name + ".quarantine.csv")
 
 # %% ../nbs/43_batch.ipynb #8b7140b2
 def batch_infer(
