@@ -3,6 +3,7 @@
 # %% ../nbs/44_serve_app.ipynb #a8fb86c5
 from __future__ import annotations
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -168,6 +169,7 @@ def create_app(cfg, registry=None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app):
         await asyncio.to_thread(state.refresh, True); _set_gauges(state, metrics)
+        gc.collect(); gc.freeze()   # start-up objects (pandas, pydantic, onnxruntime: ~100k) leave the collector's scans
         task = asyncio.create_task(follow())
         yield
         task.cancel()
