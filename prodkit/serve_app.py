@@ -204,9 +204,10 @@ def _check_name(name: str, cfg) -> None:
 def _predict_response(a, cfg) -> PredictResponse:
     labels, top = a.labels, a.probs.argmax(1)
     low = a.low if a.low is not None else np.zeros(len(top), bool)
-    preds = [Prediction(label=labels[t], confidence=float(p[t]), probabilities=dict(zip(labels, map(float, p))), low_confidence=bool(lo))
-             for t, p, lo in zip(top, a.probs, low)]
-    return PredictResponse(model_name=cfg.model_name, model_version=a.version, fallback=a.fallback, reason=a.reason, canary=a.canary, predictions=preds)
+    preds = [Prediction.model_construct(label=labels[t], confidence=p[t], probabilities=dict(zip(labels, p)), low_confidence=lo)
+             for t, p, lo in zip(top.tolist(), a.probs.tolist(), low.tolist())]   # built from typed values: no validation pass needed
+    return PredictResponse.model_construct(model_name=cfg.model_name, model_version=a.version, fallback=a.fallback, reason=a.reason,
+                                           canary=a.canary, predictions=preds)
 
 def _routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg) -> list[Route]:
     "Add the health, metadata and metrics routes to `app`; return the two prediction routes"
