@@ -25,6 +25,11 @@ async def predict(request):
 uvicorn.run(Starlette(routes=[Route("/predict", predict, methods=["POST"])]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
 """
 
+def server_cpu(proc) -> float:
+    "CPU seconds (user + system) a server process has used: per request, a measure the shared machine's load hardly moves"
+    t = [int(x) for x in open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[11:13]]
+    return sum(t) / os.sysconf("SC_CLK_TCK")
+
 def free_port():
     with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
@@ -87,12 +92,14 @@ def main():
                    ("prodkit v2 infer", ours, "/v2/models/prodkit/infer", v2)]
         results = []
         for clients in CLIENTS:
-            lat, secs = {t[0]: [] for t in targets}, {t[0]: 0.0 for t in targets}
+            lat, secs, cpu = {t[0]: [] for t in targets}, {t[0]: 0.0 for t in targets}, {t[0]: 0.0 for t in targets}
             for _ in range(ROUNDS):
                 for name, port, path, body in targets:
+                    c0 = server_cpu(procs[0 if port == ours else 1])
                     secs[name] += asyncio.run(round_(port, path, json.dumps(body).encode(), clients, REQUESTS // ROUNDS, SECONDS / ROUNDS, lat[name]))
+                    cpu[name] += server_cpu(procs[0 if port == ours else 1]) - c0
             for name, *_ in targets:
-                r = summary(lat[name], secs[name])
+                r = {**summary(lat[name], secs[name]), "server_cpu_us_per_request": round(cpu[name] / max(len(lat[name]), 1) * 1e6)}
                 results.append(dict(target=name, clients=clients, **r)); print(f"{name:22s} {clients:3d} clients: {r}", flush=True)
     finally:
         for p in procs: p.send_signal(signal.SIGTERM)
@@ -100,12 +107,13 @@ def main():
             try: p.wait(15)
             except subprocess.TimeoutExpired: p.kill()
     bare_rps = {r["clients"]: r["rps"] for r in results if r["target"].startswith("bare")}
-    for r in results: r["x_bare_rps"] = round(r["rps"] / bare_rps[r["clients"]], 2)
+    bare_cpu = {r["clients"]: r["server_cpu_us_per_request"] for r in results if r["target"].startswith("bare")}
+    for r in results: r["x_bare_rps"] = round(r["rps"] / bare_rps[r["clients"]], 2); r["x_bare_cpu"] = round(bare_cpu[r["clients"]] / max(r["server_cpu_us_per_request"], 1), 2)
     loop = dict(uvloop=importlib.util.find_spec("uvloop") is not None, httptools=importlib.util.find_spec("httptools") is not None)
     print(f"\nuvicorn loop/parser: {'uvloop' if loop['uvloop'] else 'asyncio'} + {'httptools' if loop['httptools'] else 'h11'}; 1 worker each; "
           f"{os.cpu_count()} cores shared with the load generator; up to {REQUESTS} requests or {SECONDS} s per point, in {ROUNDS} alternating rounds")
-    print("\n| target | clients | requests/s | p50 ms | p99 ms | x bare requests/s |\n|---|---|---|---|---|---|")
-    for r in results: print(f"| {r['target']} | {r['clients']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['x_bare_rps']:.2f} |")
+    print("\n| target | clients | requests/s | p50 ms | p99 ms | x bare requests/s | server CPU us/request | x bare (CPU) |\n|---|---|---|---|---|---|---|---|")
+    for r in results: print(f"| {r['target']} | {r['clients']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['x_bare_rps']:.2f} | {r['server_cpu_us_per_request']} | {r['x_bare_cpu']:.2f} |")
     (ROOT/"bench"/"results").mkdir(parents=True, exist_ok=True)
     (ROOT/"bench"/"results"/"serve.json").write_text(json.dumps(dict(loop=loop, cores=os.cpu_count(), requests=REQUESTS, seconds=SECONDS, results=results), indent=2))
 

@@ -248,12 +248,12 @@ def _routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg) -> list
         body = await read_json(request, cfg.max_body_bytes)
         a = answer(s, v2_array(body, s.schema, cfg.max_batch, cfg.range_margin), cfg, metrics)
         n, k = a.probs.shape
-        outs = [Tensor(name=s.schema.output_name, datatype="FP32", shape=[n, k], data=a.probs.ravel().tolist()),
-                Tensor(name="label", datatype="BYTES", shape=[n], data=[a.labels[i] for i in a.probs.argmax(1)])]
+        outs = [Tensor.model_construct(name=s.schema.output_name, datatype="FP32", shape=[n, k], data=a.probs.ravel().tolist()),
+                Tensor.model_construct(name="label", datatype="BYTES", shape=[n], data=[a.labels[i] for i in a.probs.argmax(1).tolist()])]
         params = {"fallback": a.fallback, "reason": a.reason, "canary": a.canary}
         if a.low is not None: params["low_confidence"] = a.low.tolist()
-        return _json(InferResponse(model_name=name, model_version=None if a.version is None else str(a.version),
-                                   id=body.get("id") if isinstance(body.get("id"), str) else None, outputs=outs, parameters=params))
+        return _json(InferResponse.model_construct(model_name=name, model_version=None if a.version is None else str(a.version),
+                                                   id=body.get("id") if isinstance(body.get("id"), str) else None, outputs=outs, parameters=params))
 
     async def predict(request: Request) -> Response:
         s = state.current

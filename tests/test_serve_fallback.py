@@ -55,16 +55,17 @@ def test_low_confidence_and_canary(reg):
 
 def test_sigterm_finishes_requests_in_flight(reg, tmp_path):
     proc, url = start_process([f"serve.registry={reg.path}"], free_port(), tmp_path/"server.log")
-    result = {}
+    result, sent = {}, threading.Event()
     def slow_body():                                               # a request still uploading when SIGTERM arrives
         yield b'{"f0": 0.1, '
+        sent.set()                                                 # resumed: the first chunk is on the wire
         for _ in range(8): time.sleep(0.1); yield b" "
         yield b'"f1": 1.0, "f2": -0.5, "f3": 2.0}'
     def send():
         try: result["r"] = httpx.post(url + "/predict", content=slow_body(), headers={"content-type": "application/json"}, timeout=20)
         except Exception as e: result["e"] = e
     t = threading.Thread(target=send); t.start()
-    time.sleep(0.3)
+    assert sent.wait(10); time.sleep(0.2)                          # the server has the request in hand
     t0 = time.monotonic(); code = stop_process(proc); took = time.monotonic() - t0
     t.join(20)
     assert "e" not in result, result
