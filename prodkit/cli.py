@@ -158,6 +158,10 @@ def reproduce_cmd(run, rtol, quiet, runs_dir):
     print("metrics match the record" if not diffs else f"{len(diffs)} metric(s) differ from the record")
     return 1 if diffs else 0
 
+# %% ../nbs/90_cli.ipynb #c8bede6f
+from .cli_serve import COMMANDS as SERVE_COMMANDS
+for _c in SERVE_COMMANDS: cli.add_command(_c)
+
 # %% ../nbs/90_cli.ipynb #967d62e9
 from .cli_release import registry, release
 

@@ -126,7 +126,8 @@ def config_error(e: Exception) -> ConfigError:
 
 # %% ../nbs/01_config.ipynb #1c413acc
 PATH_KEYS = ("paths.data_dir", "paths.runs_dir",                       # relative to paths.root, in this order:
-             "data.path", "data.outliers.quarantine_path", "train.resume_from", "registry.path")   # data.path may build on data_dir
+             "data.path", "data.outliers.quarantine_path", "train.resume_from", "registry.path",  # data.path may build on data_dir
+             "infer.input", "infer.output", "infer.registry", "serve.registry")
 MUST_EXIST = ("train.resume_from",)
 
 def validate(cfg: DictConfig) -> DictConfig:

@@ -13,7 +13,8 @@ from omegaconf import MISSING
 # %% auto #0
 __all__ = ['PathsConfig', 'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec', 'DataConfig', 'ModelConfig', 'Optimizer',
            'Monitor', 'TrainConfig', 'TrackingMode', 'TrackingConfig', 'JobConfig', 'ParityConfig', 'SpeedConfig',
-           'ExportConfig', 'GatesConfig', 'RegistryConfig', 'ProdkitConfig']
+           'ExportConfig', 'GatesConfig', 'RegistryConfig', 'BaselineRule', 'BaselineConfig', 'ServeConfig',
+           'InferConfig', 'ProdkitConfig']
 
 # %% ../nbs/00_schema.ipynb #7a1edd72
 @dataclass
@@ -165,6 +166,54 @@ class RegistryConfig:
     path: str = MISSING        # directory holding registry.db and blobs/ (relative: from paths.root)
     promote: bool = True       # the release job promotes a version that passes its gates
 
+# %% ../nbs/00_schema.ipynb #2f9aa3ec
+@dataclass
+class BaselineRule:
+    feature: str = MISSING        # a model feature
+    above: float = MISSING        # the rule fires when the feature's value is above this
+    label: str = MISSING          # the label it then answers
+
+@dataclass
+class BaselineConfig:
+    rules: list[BaselineRule] = field(default_factory=list)  # tried in order; the first that fires answers
+    default: str = "0"            # the label when no rule fires
+    confidence: float = 0.6       # the probability the baseline gives its label (the rest is spread over the others)
+
+@dataclass
+class ServeConfig:
+    registry: str = MISSING       # the model registry directory (registry.db + blobs/)
+    model_name: str = "prodkit"   # the name in the Open Inference Protocol routes: /v2/models/<name>
+    ref: str = "production"       # the registry alias (or version) to serve
+    fallback_ref: Optional[str] = "previous"  # served when `ref` cannot load or fails its hash check; None: no fallback model
+    on_no_model: str = "baseline"  # when no model loads: `baseline` answers, or `unready` (503, /v2/health/ready false)
+    host: str = "127.0.0.1"       # bind address
+    port: int = 8000              # bind port
+    workers: int = 1              # uvicorn worker processes
+    poll_seconds: float = 2.0     # how often the registry's aliases are checked for a promotion or rollback
+    max_batch: int = 1024         # most records or rows in one request
+    max_body_bytes: int = 1048576  # largest request body
+    range_margin: Optional[float] = None  # refuse values outside the training range by more than this share of its width; None: off
+    confidence_threshold: float = 0.0  # predictions below it are flagged `low_confidence`; 0: off
+    low_confidence: str = "flag"  # `flag` only, or `baseline`: the baseline answers instead
+    canary_share: float = 0.0     # share of requests answered by `canary_ref` (0: no canary)
+    canary_ref: str = "candidate" # the canary's registry alias
+    graceful_seconds: float = 10.0  # on SIGTERM, how long requests in flight may take to finish
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+
+@dataclass
+class InferConfig:
+    input: Optional[str] = None   # the CSV or Parquet file to score (relative: from the project root)
+    output: Optional[str] = None  # predictions: .csv or .parquet (relative: from the project root)
+    model: str = "production"     # a registry alias or version, or a path to an .onnx file
+    registry: str = MISSING       # the model registry directory
+    chunk_size: int = 65536       # rows per chunk: bounds memory
+    range_margin: Optional[float] = 0.5  # allowed distance outside the training range, as a share of its width; None: off
+    max_bad_share: float = 0.01   # the run fails if more than this share of rows is invalid
+    shard: int = 0                # this job's shard (sweep it: infer.shard=0,1,2,3)
+    shards: int = 1               # how many shards the input is split into
+    progress: bool = True         # progress bar with rows/s
+
+
 # %% ../nbs/00_schema.ipynb #3cb061a4
 @dataclass
 class ProdkitConfig:
@@ -177,4 +226,6 @@ class ProdkitConfig:
     export: ExportConfig = field(default_factory=ExportConfig)        # release: ONNX export, parity, speed
     gates: GatesConfig = field(default_factory=GatesConfig)           # release: what a model must pass
     registry: RegistryConfig = field(default_factory=RegistryConfig)  # release: where versions live
+    infer: InferConfig = field(default_factory=InferConfig)           # production: batch inference (prodkit infer)
+    serve: ServeConfig = field(default_factory=ServeConfig)           # production: the online service (prodkit serve)
     job: Optional[JobConfig] = None     # set by `job=<name>`; None when composing without a job
