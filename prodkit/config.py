@@ -20,10 +20,10 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 # %% auto #0
-__all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'ConfigError', 'project_root', 'conf_dir', 'TrackingMode', 'PathsConfig',
-           'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec', 'DataConfig', 'ModelConfig', 'Optimizer',
-           'Monitor', 'TrainConfig', 'TrackingConfig', 'JobConfig', 'ProdkitConfig', 'check_targets', 'instantiate',
-           'compose', 'config_error', 'validate', 'to_dict', 'as_config']
+__all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'ConfigError', 'project_root', 'conf_dir', 'DriftConfig', 'TrackingMode',
+           'PathsConfig', 'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec', 'DataConfig', 'ModelConfig',
+           'Optimizer', 'Monitor', 'TrainConfig', 'TrackingConfig', 'JobConfig', 'ProdkitConfig', 'check_targets',
+           'instantiate', 'compose', 'config_error', 'validate', 'to_dict', 'as_config']
 
 # %% ../nbs/00_config.ipynb #6f2af318
 class ConfigError(ValueError):
@@ -51,6 +51,21 @@ def conf_dir() -> Path:
 
 # %% ../nbs/00_config.ipynb #f93f18b9
 OmegaConf.register_new_resolver("prodkit_root", lambda: str(project_root()), replace=True)
+
+# %% ../nbs/00_config.ipynb #6063c279
+@dataclass
+class DriftConfig:
+    psi_warn: float = 0.1        # population stability index at or above this: the feature drifts (warn)
+    psi_alert: float = 0.25      # PSI at or above this: alert
+    distance: float = 0.1        # normalized Wasserstein (numeric) or Jensen-Shannon distance (categorical) at or above this, with p < `p_value`: warn
+    p_value: float = 0.05        # a test's p-value counts only together with a distance over `distance`
+    missing_warn: float = 0.05   # change in the share of missing values at or above this: warn
+    missing_alert: float = 0.2   # change in the share of missing values at or above this: alert
+    dataset_share: float = 0.3   # dataset drift (alert) when at least this share of the features drift
+    smoothing: float = 0.5       # added to every bin's count, so an empty bin never gives 0 or inf
+    min_rows: int = 30           # fewer current rows than this: no verdict on a feature (reported)
+    features: Optional[list[str]] = None  # the features to compare; None: every column of the reference
+    max_plots: int = 40          # plots in the HTML report (drifted features first)
 
 # %% ../nbs/00_config.ipynb #92ca83d0
 class TrackingMode(str, Enum):
@@ -93,6 +108,7 @@ class ColumnSpec:
     isin: list | None = None      # allowed values (labels, categories)
     nullable: bool = False        # whether missing values are allowed
     regex: bool = False           # `name` matches several columns, e.g. `pixel_\\d_\\d`
+    pii: bool = False             # personal data: hashed or left out of prediction logs
 
 @dataclass
 class DataConfig:
@@ -113,6 +129,7 @@ class DataConfig:
     n_rows: int | None = None           # synthetic: rows to generate
     n_features: int | None = None       # synthetic: feature columns to generate
     generator_seed: int = 0             # synthetic: seed of the generator (not the training seed)
+    feedback: str | None = None         # a feedback dataset (production rows with late labels) trained on alongside `path`
 
 @dataclass
 class ModelConfig:
@@ -172,6 +189,7 @@ class ProdkitConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     job: Optional[JobConfig] = None     # set by `job=<name>`; None when composing without a job
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
 # %% ../nbs/00_config.ipynb #aea6f602
 ConfigStore.instance().store(name="prodkit_schema", node=ProdkitConfig)
@@ -241,8 +259,8 @@ def config_error(e: Exception) -> ConfigError:
     return ConfigError(_explain(e))
 
 # %% ../nbs/00_config.ipynb #1c413acc
-PATH_KEYS = ("data.path", "data.outliers.quarantine_path", "train.resume_from")   # relative to paths.root
-MUST_EXIST = ("train.resume_from",)
+PATH_KEYS = ("data.path", "data.outliers.quarantine_path", "train.resume_from", "data.feedback")   # relative to paths.root
+MUST_EXIST = ("train.resume_from", "data.feedback")
 
 def validate(cfg: DictConfig) -> DictConfig:
     "Check `_target_`s, make `PATH_KEYS` absolute (from `paths.root`) and check `MUST_EXIST` paths; returns `cfg`"
