@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from scipy import stats as sps
 from scipy.spatial.distance import jensenshannon
 
-from .config import DriftConfig
+from .schema import DriftConfig
 from .data import column_stats
 
 # %% auto #0

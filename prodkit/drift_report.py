@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .drift import DriftResult, FeatureDrift
-from .safe_write import write_atomic, write_json
+from .atomic import write_atomic, write_json
 
 # %% auto #0
 __all__ = ['STATUS_COLORS', 'plot_png', 'render_html', 'external_references', 'write_report']

@@ -17,7 +17,8 @@ import yaml
 from .config import ConfigError, compose, project_root
 from .provenance import file_sha256
 from .runner import RunRecord, run_job
-from .safe_write import redact_override, write_json
+from .atomic import write_json
+from .redact import redact_override
 
 # %% auto #0
 __all__ = ['STEP_REF', 'FIELDS', 'PREFIXED', 'PipelineError', 'Step', 'pipeline_file', 'load_pipeline', 'step_value',

@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from .drift import DriftResult, compare
-from .safe_write import is_secret_name, write_atomic
+from .atomic import write_atomic
+from .redact import is_secret_name
 
 # %% auto #0
 __all__ = ['PII_SALT_ENV', 'OUTPUT_KEYS', 'PredictionLogError', 'pii_columns', 'hash_value', 'clean_inputs', 'PredictionLog',

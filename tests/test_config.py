@@ -2,7 +2,7 @@
 import pytest
 from hydra import compose as hydra_compose, initialize_config_dir
 from omegaconf import DictConfig
-from prodkit.config import ConfigError, compose, conf_dir, instantiate, to_dict, as_config
+from prodkit.config import as_config, compose, conf_dir, ConfigError, instantiate, to_dict
 from conftest import PY, ROOT, run
 
 def test_defaults_and_names_later_issues_rely_on():
@@ -51,7 +51,7 @@ def test_forbidden_target_is_refused_at_compose_and_instantiate():
 
 @pytest.mark.parametrize("target", ["torch.nn.modules.module.torch.load",   # a function reached through torch.nn's namespace
                                     "torch.nn.functional.relu",             # a function, not a class
-                                    "prodkit.safe_write.write_atomic",      # prodkit, but not a model class
+                                    "prodkit.atomic.write_atomic",      # prodkit, but not a model class
                                     "prodkit.model.torch.save"])
 def test_allow_list_checks_what_a_target_resolves_to(target):
     with pytest.raises(ConfigError, match="not allowed"): compose(overrides=[f"+model._target_={target}"])

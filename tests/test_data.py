@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from prodkit.config import ConfigError, compose
+from prodkit.config import compose, ConfigError
 from prodkit.data import (DataError, SchemaError, load_dataset, materialize, reference_stats, row_hash, split_dataset,
                           write_csv_atomic)
-from prodkit.safe_write import write_json
+from prodkit.atomic import write_json
 
 
 def data_cfg(tmp_path, *overrides):

@@ -27,17 +27,17 @@ def test_hand_edited_module_is_detected(project_copy):
     with pytest.raises(HygieneError, match="out of sync.*prodkit/config.py"): check(project_copy)
 
 def test_notebook_with_outputs_is_detected(project_copy):
-    nb_path = project_copy/"nbs"/"00_config.ipynb"
+    nb_path = project_copy/"nbs"/"01_config.ipynb"
     nb = json.loads(nb_path.read_text())
     code = next(c for c in nb["cells"] if c["cell_type"] == "code")
     code["execution_count"] = 7
     code["metadata"]["collapsed"] = True
     nb_path.write_text(json.dumps(nb, indent=1))
-    assert unclean_notebooks(project_copy) == ["nbs/00_config.ipynb"]
+    assert unclean_notebooks(project_copy) == ["nbs/01_config.ipynb"]
     assert export_drift(project_copy) == []
 
 def test_parameters_tag_survives_cleaning(project_copy):
-    nb_path = project_copy/"nbs"/"00_config.ipynb"
+    nb_path = project_copy/"nbs"/"01_config.ipynb"
     nb = json.loads(nb_path.read_text())
     code = next(c for c in nb["cells"] if c["cell_type"] == "code")
     code["metadata"]["tags"] = ["parameters"]
@@ -66,7 +66,7 @@ def test_pre_commit_hook_commits_the_clean_version_and_leaves_the_working_tree(t
     (repo/"nbs").mkdir(parents=True)
     shutil.copy2(ROOT/"pyproject.toml", repo)
     (repo/".venv").symlink_to(ROOT/".venv")
-    nb = json.loads((ROOT/"nbs"/"00_config.ipynb").read_text())
+    nb = json.loads((ROOT/"nbs"/"01_config.ipynb").read_text())
     code = next(c for c in nb["cells"] if c["cell_type"] == "code")
     code["execution_count"], code["metadata"] = 7, {"tags": ["parameters"], "collapsed": True}
     (repo/"nbs"/"x.ipynb").write_text(json.dumps(nb, indent=1) + "\n")
@@ -79,3 +79,35 @@ def test_pre_commit_hook_commits_the_clean_version_and_leaves_the_working_tree(t
     cell = next(c for c in committed["cells"] if c["cell_type"] == "code")
     assert cell["execution_count"] is None and cell["metadata"] == {"tags": ["parameters"]}
     assert '"execution_count": 7' in (repo/"nbs"/"x.ipynb").read_text()     # the working tree is the user's
+
+def _band(py) -> int:
+    "The number of the notebook a module is exported from (its band): `# ... File to edit: ../nbs/23_runner.ipynb.`"
+    import re
+    m = re.search(r"File to edit: \.\./nbs/(\d+)_\w+\.ipynb", py.read_text())
+    assert m, f"{py.name} does not say which notebook it is exported from"
+    return int(m.group(1))
+
+def _prodkit_imports(py) -> set[str]:
+    "prodkit modules a file imports, at the top or inside functions"
+    import ast
+    out = set()
+    for node in ast.walk(ast.parse(py.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level == 1: out |= {mod.split(".")[0]} if mod else {a.name for a in node.names}
+            elif mod == "prodkit": out |= {a.name for a in node.names}
+            elif mod.startswith("prodkit."): out.add(mod.split(".")[1])
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("prodkit.")}
+    return out
+
+def test_modules_import_only_from_lower_bands():
+    pkg = ROOT/"prodkit"
+    bands = {p.stem: _band(p) for p in pkg.glob("*.py") if not p.name.startswith("_")}
+    wrong = [f"{p.stem} ({bands[p.stem]}) imports {m} ({bands[m]})" for p in pkg.glob("*.py") if p.stem in bands
+             for m in sorted(_prodkit_imports(p)) if m in bands and bands[m] >= bands[p.stem] and m != p.stem]
+    assert not wrong, "a module imports from its own or a higher band:\n" + "\n".join(wrong)
+
+def test_band_check_sees_an_upward_import(tmp_path):
+    (tmp_path/"data.py").write_text("# File to edit: ../nbs/10_data.ipynb.\ndef f():\n    from .runner import execute\n")
+    assert _prodkit_imports(tmp_path/"data.py") == {"runner"} and _band(tmp_path/"data.py") == 10

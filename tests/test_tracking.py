@@ -27,7 +27,7 @@ from prodkit.config import compose
 from prodkit.data import load_dataset, reference_stats, split_dataset
 from prodkit.evaluate import evaluate
 from prodkit.model import build_model
-from prodkit.safe_write import write_json
+from prodkit.atomic import write_json
 from prodkit.tracking import run_provenance, tracker
 from prodkit.train import fit
 
