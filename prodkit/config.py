@@ -6,6 +6,7 @@
 from __future__ import annotations
 import inspect
 import os
+import re
 from pathlib import Path
 
 from hydra import compose as hydra_compose, initialize_config_dir
@@ -19,8 +20,9 @@ from omegaconf.errors import OmegaConfBaseException
 from .schema import ProdkitConfig
 
 # %% auto #0
-__all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'ConfigError', 'project_root', 'conf_dir', 'check_targets',
-           'instantiate', 'compose', 'config_error', 'validate', 'to_dict', 'as_config']
+__all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'GATE_METRICS', 'GATE_OPS', 'ConfigError', 'project_root', 'conf_dir',
+           'check_targets', 'instantiate', 'compose', 'config_error', 'validate', 'parse_gate', 'check_gates',
+           'to_dict', 'as_config']
 
 # %% ../nbs/01_config.ipynb #6f2af318
 class ConfigError(ValueError):
@@ -117,12 +119,13 @@ def config_error(e: Exception) -> ConfigError:
     return ConfigError(_explain(e))
 
 # %% ../nbs/01_config.ipynb #1c413acc
-PATH_KEYS = ("data.path", "data.outliers.quarantine_path", "train.resume_from", "data.feedback")   # relative to paths.root
+PATH_KEYS = ("data.path", "data.outliers.quarantine_path", "train.resume_from", "registry.path", "data.feedback")   # relative to paths.root
 MUST_EXIST = ("train.resume_from", "data.feedback")
 
 def validate(cfg: DictConfig) -> DictConfig:
     "Check `_target_`s, make `PATH_KEYS` absolute (from `paths.root`) and check `MUST_EXIST` paths; returns `cfg`"
     check_targets(cfg)
+    check_gates(cfg)
     for key in PATH_KEYS:
         v = OmegaConf.select(cfg, key, default=None)
         if isinstance(v, str) and v and not Path(v).is_absolute(): OmegaConf.update(cfg, key, str(Path(cfg.paths.root)/v))
@@ -130,6 +133,28 @@ def validate(cfg: DictConfig) -> DictConfig:
         v = OmegaConf.select(cfg, key, default=None)
         if v and not Path(v).exists(): raise ConfigError(f"{key}={v} does not exist")
     return cfg
+
+# %% ../nbs/01_config.ipynb #9cc1b494
+GATE_METRICS = ("accuracy", "f1", "roc_auc", "ece", "parity_max_abs", "latency_ms_p50", "latency_ms_p95", "model_mb", "leakage_rows")
+GATE_OPS = (">=", "<=", ">", "<", "==")
+_GATE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|==|>|<)\s*(production(?:\s*([+-])\s*([0-9.eE+-]+))?|[0-9.eE+-]+)\s*$")
+
+def parse_gate(rule: str) -> dict:
+    "`'accuracy >= production - 0.01'` -> {metric, op, threshold or None, production, offset}; `ConfigError` if malformed"
+    m = _GATE.match(str(rule))
+    if not m: raise ConfigError(f"gate {rule!r} is not `metric op threshold` (op one of {' '.join(GATE_OPS)}), e.g. 'accuracy >= 0.95'")
+    metric, op, rhs, sign, off = m.groups()
+    if metric not in GATE_METRICS: raise ConfigError(f"gate {rule!r}: unknown metric {metric!r}; known: {', '.join(GATE_METRICS)}")
+    try:
+        if rhs.startswith("production"): return dict(metric=metric, op=op, threshold=None, production=True, offset=float(f"{sign}{off}") if sign else 0.0)
+        return dict(metric=metric, op=op, threshold=float(rhs), production=False, offset=0.0)
+    except ValueError: raise ConfigError(f"gate {rule!r}: {off or rhs!r} is not a number") from None
+
+def check_gates(cfg: DictConfig) -> None:
+    "Parse every `gates.rules` entry (a `ConfigError` names the bad one)"
+    for i, rule in enumerate(OmegaConf.select(cfg, "gates.rules", default=None) or []):
+        try: parse_gate(rule)
+        except ConfigError as e: raise ConfigError(f"gates.rules[{i}]: {e}") from None
 
 # %% ../nbs/01_config.ipynb #141be3e5
 def to_dict(cfg: DictConfig) -> dict:

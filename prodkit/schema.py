@@ -12,7 +12,8 @@ from omegaconf import MISSING
 
 # %% auto #0
 __all__ = ['PathsConfig', 'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec', 'DataConfig', 'ModelConfig', 'Optimizer',
-           'Monitor', 'TrainConfig', 'TrackingMode', 'TrackingConfig', 'JobConfig', 'DriftConfig', 'ProdkitConfig']
+           'Monitor', 'TrainConfig', 'TrackingMode', 'TrackingConfig', 'JobConfig', 'ParityConfig', 'SpeedConfig',
+           'ExportConfig', 'GatesConfig', 'RegistryConfig', 'DriftConfig', 'ProdkitConfig']
 
 # %% ../nbs/00_schema.ipynb #7a1edd72
 @dataclass
@@ -132,7 +133,39 @@ class JobConfig:
     kernel: Optional[str] = None        # kernel name; None: `prodkit` if registered, else python3
     params: Dict[str, Any] = field(default_factory=dict)  # free-form parameters of this job
 
-# %% ../nbs/00_schema.ipynb #70f2cf4c
+# %% ../nbs/00_schema.ipynb #1ee3ce9d
+@dataclass
+class ParityConfig:
+    batch_sizes: list[Optional[int]] = field(default_factory=lambda: [1, 7, 256, None])  # None: the whole test set
+    tolerances: Dict[str, float] = field(default_factory=lambda: {"probabilities": 1e-5, "logits": 1e-4})  # max |onnx - torch| per output
+
+@dataclass
+class SpeedConfig:
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 256])  # batch sizes timed
+    warmup: int = 20          # untimed calls first
+    repeats: int = 200        # timed calls (at most)
+    budget_s: float = 1.0     # stop timing one setting after this many seconds
+
+@dataclass
+class ExportConfig:
+    dynamo: bool = True        # the torch.export-based exporter; false: the legacy TorchScript one
+    opset: int = 20            # ONNX opset
+    batch_axis: str = "batch"  # name of the dynamic batch dimension
+    example_batch: int = 2     # rows of the traced example (parity checks other sizes)
+    full_check: bool = True    # onnx.checker with shape inference
+    parity: ParityConfig = field(default_factory=ParityConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+
+@dataclass
+class GatesConfig:
+    rules: list[str] = field(default_factory=list)  # "metric op threshold", e.g. "accuracy >= 0.95", "accuracy >= production - 0.01"
+
+@dataclass
+class RegistryConfig:
+    path: str = MISSING        # directory holding registry.db and blobs/ (relative: from paths.root)
+    promote: bool = True       # the release job promotes a version that passes its gates
+
+# %% ../nbs/00_schema.ipynb #0b9d4e50
 @dataclass
 class DriftConfig:
     psi_warn: float = 0.1        # population stability index at or above this: the feature drifts (warn)
@@ -156,5 +189,8 @@ class ProdkitConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)        # release: ONNX export, parity, speed
+    gates: GatesConfig = field(default_factory=GatesConfig)           # release: what a model must pass
+    registry: RegistryConfig = field(default_factory=RegistryConfig)  # release: where versions live
+    drift: DriftConfig = field(default_factory=DriftConfig)           # production: drift thresholds
     job: Optional[JobConfig] = None     # set by `job=<name>`; None when composing without a job
-    drift: DriftConfig = field(default_factory=DriftConfig)
