@@ -12,6 +12,7 @@ import pandas as pd
 from .drift import DriftError, DriftResult, compare, reference_from_frame
 from .drift_report import write_report
 from .prediction_log import read_log
+from .registry import ModelRegistry, RegistryError
 
 # %% auto #0
 __all__ = ['TABLE_SUFFIXES', 'read_table', 'load_current', 'load_reference', 'check_drift']
@@ -54,11 +55,12 @@ def _from_run_dir(d: Path) -> tuple[dict, dict]:
     return json.loads(f.read_text()), dict(run=rec.get("id", d.name), job=rec.get("job"), run_dir=str(d))
 
 def _from_registry(ref: str, registry_dir) -> tuple[dict, dict]:
-    try: from prodkit.registry import ModelRegistry
-    except ImportError: raise DriftError(f"{ref!r} is not a file or a run, and this prodkit has no model registry") from None
-    mv = ModelRegistry(registry_dir).get(ref)
-    if not mv.reference_stats: raise DriftError(f"registry version {mv.version} stores no reference statistics")
-    return mv.reference_stats, dict(registry=str(registry_dir), version=str(mv.version), ref=ref)
+    if registry_dir is None or not (Path(registry_dir)/"registry.db").is_file():
+        raise DriftError(f"no model registry at {registry_dir} (registry.path)")
+    try: mv = ModelRegistry(registry_dir).get(ref)
+    except RegistryError as e: raise DriftError(str(e)) from None
+    if not mv.reference_stats: raise DriftError(f"registry version {mv.name} stores no reference statistics")
+    return mv.reference_stats, dict(registry=str(registry_dir), version=mv.name, alias=ref if ref != mv.name else None, run=mv.run_id)
 
 def load_reference(
     ref: str,                                  # a path, run id (prefix), registry version or alias
