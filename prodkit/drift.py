@@ -4,6 +4,7 @@
 
 # %% ../nbs/42_drift.ipynb #079cd6de
 from __future__ import annotations
+import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -86,6 +87,7 @@ class FeatureDrift:
     missing_ref: float = 0.0         # share of missing values in the reference
     missing_cur: float = 0.0         # ... and in the current data
     psi: float | None = None
+    psi_p_value: float | None = None  # chi-square p-value on the PSI bins: PSI counts only when below `p_value`
     distance: float | None = None    # normalized Wasserstein (numeric) or Jensen-Shannon (categorical)
     test: str | None = None          # ks or chi2
     statistic: float | None = None
@@ -102,7 +104,10 @@ def judge(f: FeatureDrift, cfg: DriftConfig) -> FeatureDrift:
     dm = f.missing_cur - f.missing_ref
     if abs(dm) >= cfg.missing_alert: flag("alert", f"missing {f.missing_ref:.1%} -> {f.missing_cur:.1%}")
     elif abs(dm) >= cfg.missing_warn: flag("warn", f"missing {f.missing_ref:.1%} -> {f.missing_cur:.1%}")
-    if f.psi is not None and f.psi >= cfg.psi_alert: flag("alert", f"PSI {f.psi:.3f} >= {cfg.psi_alert}")
+    significant = f.psi_p_value is None or f.psi_p_value < cfg.p_value
+    if f.psi is not None and f.psi >= cfg.psi_warn and not significant:
+        f.reasons.append(f"PSI {f.psi:.3f} within sampling noise (chi-square p={f.psi_p_value:.2g}): too few rows to tell")
+    elif f.psi is not None and f.psi >= cfg.psi_alert: flag("alert", f"PSI {f.psi:.3f} >= {cfg.psi_alert}")
     elif f.psi is not None and f.psi >= cfg.psi_warn: flag("warn", f"PSI {f.psi:.3f} >= {cfg.psi_warn}")
     if f.distance is not None and f.p_value is not None and f.distance >= cfg.distance and f.p_value < cfg.p_value:
         flag("warn", f"distance {f.distance:.3f} >= {cfg.distance} (p={f.p_value:.2g})")
@@ -132,6 +137,7 @@ def compare_numeric(name: str, ref: dict, values: pd.Series, cfg: DriftConfig) -
         cur_counts = bin_counts(x, edges)
         sample = _ref_sample(ref)
         f.psi = psi(ref_counts, cur_counts, cfg.smoothing)
+        f.psi_p_value = chi_square(ref_counts, cur_counts, cfg.smoothing)[1]
         f.distance = normalized_wasserstein(sample, x, ref.get("std"))
         f.test = "ks"
         f.statistic, f.p_value = ks_test(sample, int(ref["count"]), x)
@@ -154,6 +160,7 @@ def compare_counts(name: str, ref_values: dict, values: pd.Series, cfg: DriftCon
         f.psi, f.distance = psi(ref_counts, cur_counts, cfg.smoothing), js_distance(ref_counts, cur_counts, cfg.smoothing)
         f.test = "chi2"
         f.statistic, f.p_value = chi_square(ref_counts, cur_counts, cfg.smoothing)
+        f.psi_p_value = f.p_value
         f.plot = dict(labels=cats, reference=proportions(ref_counts, 0).tolist(), current=proportions(cur_counts, 0).tolist())
         new = [c for c in cats if c not in ref_values]
         if new: f.reasons.append(f"new categories: {', '.join(new[:5])}" + (" ..." if len(new) > 5 else ""))
@@ -237,13 +244,13 @@ def compare(
     if not cols: raise DriftError("the reference has no column statistics (`columns`): is it a reference_stats.json?")
     names = list(cfg.features) if cfg.features else [c for c in cols if not is_output_column(c)]
     if unknown := [c for c in names if c not in cols]: raise DriftError(f"drift.features names columns the reference does not have: {unknown}")
-    features = []
+    features, per_test = [], dataclasses.replace(cfg, p_value=cfg.p_value / max(1, len(names)))   # Bonferroni: one test per feature
     for c in names:
         if c not in current:
             features.append(FeatureDrift(c, "numeric" if "mean" in cols[c] else "categorical", status="alert", reasons=["column missing from the current data"]))
             continue
         compare_one = compare_categorical if "values" in cols[c] else compare_numeric
-        features.append(compare_one(c, cols[c], current[c], cfg))
+        features.append(compare_one(c, cols[c], current[c], per_test))
     outputs = compare_outputs(reference, current, cfg)
     share = sum(f.drifted for f in features) / len(features) if features else 0.0
     dataset = bool(features) and share >= cfg.dataset_share

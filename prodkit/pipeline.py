@@ -30,7 +30,7 @@ class PipelineError(ConfigError):
 
 STEP_REF = re.compile(r"\$\{steps\.([\w-]+)\.([^}]+)\}")
 FIELDS = ("run_id", "run_dir", "status")
-PREFIXED = ("metrics.", "artifacts.")
+PREFIXED = ("metrics.", "artifacts.", "links.")
 
 @dataclass
 class Step:
@@ -72,7 +72,7 @@ def load_pipeline(name: str) -> tuple[Path, str, list[Step]]:
         for o in st.overrides:
             for ref, what in STEP_REF.findall(o):
                 if ref not in seen: raise PipelineError(f"{f}: step {st.name!r} uses ${{steps.{ref}...}}, but {ref!r} is not an earlier step")
-                if what not in FIELDS and not what.startswith(PREFIXED): raise PipelineError(f"{f}: step {st.name!r}: unknown field {what!r} of step {ref!r} (use {', '.join(FIELDS)}, metrics.<name>, artifacts.<path>)")
+                if what not in FIELDS and not what.startswith(PREFIXED): raise PipelineError(f"{f}: step {st.name!r}: unknown field {what!r} of step {ref!r} (use {', '.join(FIELDS)}, metrics.<name>, links.<name>, artifacts.<path>)")
         seen.add(st.name); steps.append(st)
     return f, str(spec.get("description", "")), steps
 
@@ -83,9 +83,10 @@ def step_value(rec: RunRecord, what: str) -> str:
     if what == "run_dir": return rec.run_dir
     if what == "status": return rec.status
     kind, _, key = what.partition(".")
-    if kind == "metrics":
-        if key not in rec.metrics: raise PipelineError(f"run {rec.id} ({rec.job}) recorded no metric {key!r} (it has {', '.join(rec.metrics) or 'none'})")
-        return str(rec.metrics[key])
+    if kind in ("metrics", "links"):
+        d = getattr(rec, kind)
+        if key not in d: raise PipelineError(f"run {rec.id} ({rec.job}) recorded no {kind[:-1]} {key!r} (it has {', '.join(d) or 'none'})")
+        return str(d[key])
     paths = [a["path"] for a in rec.artifacts]
     if key not in paths: raise PipelineError(f"run {rec.id} ({rec.job}) has no artifact {key!r} (it has {', '.join(paths) or 'none'})")
     return str(Path(rec.run_dir)/key)
