@@ -101,6 +101,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'prodkit.drift.is_output_column': ('drift.html#is_output_column', 'prodkit/drift.py'),
                                'prodkit.drift.js_distance': ('drift.html#js_distance', 'prodkit/drift.py'),
                                'prodkit.drift.judge': ('drift.html#judge', 'prodkit/drift.py'),
+                               'prodkit.drift.ks_statistic': ('drift.html#ks_statistic', 'prodkit/drift.py'),
                                'prodkit.drift.ks_test': ('drift.html#ks_test', 'prodkit/drift.py'),
                                'prodkit.drift.normalized_wasserstein': ('drift.html#normalized_wasserstein', 'prodkit/drift.py'),
                                'prodkit.drift.output_stats': ('drift.html#output_stats', 'prodkit/drift.py'),

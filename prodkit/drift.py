@@ -5,6 +5,7 @@
 # %% ../nbs/42_drift.ipynb #079cd6de
 from __future__ import annotations
 import dataclasses
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -18,10 +19,10 @@ from .schema import DriftConfig
 from .data import column_stats
 
 # %% auto #0
-__all__ = ['LEVELS', 'OUTPUT_COLUMNS', 'DriftError', 'bin_counts', 'proportions', 'psi', 'chi_square', 'js_distance', 'ks_test',
-           'normalized_wasserstein', 'FeatureDrift', 'judge', 'compare_numeric', 'compare_counts',
-           'compare_categorical', 'is_output_column', 'output_stats', 'compare_outputs', 'DriftResult', 'compare',
-           'reference_from_frame']
+__all__ = ['LEVELS', 'OUTPUT_COLUMNS', 'DriftError', 'bin_counts', 'proportions', 'psi', 'chi_square', 'js_distance',
+           'ks_statistic', 'ks_test', 'normalized_wasserstein', 'FeatureDrift', 'judge', 'compare_numeric',
+           'compare_counts', 'compare_categorical', 'is_output_column', 'output_stats', 'compare_outputs',
+           'DriftResult', 'compare', 'reference_from_frame']
 
 # %% ../nbs/42_drift.ipynb #40287f5a
 class DriftError(ValueError):
@@ -60,15 +61,25 @@ def js_distance(ref_counts, cur_counts, smoothing: float = 0.5) -> float:
     return float(jensenshannon(proportions(ref_counts, smoothing), proportions(cur_counts, smoothing), base=2))
 
 # %% ../nbs/42_drift.ipynb #e7a74102
-def ks_test(ref_sample: np.ndarray, ref_n: int, x: np.ndarray) -> tuple[float, float]:
-    "(KS statistic, p-value) of `x` against a reference of `ref_n` rows represented by `ref_sample`"
-    d = float(sps.ks_2samp(ref_sample, x, method="asymp").statistic)
-    n_eff = ref_n * len(x) / (ref_n + len(x))
-    return d, float(sps.kstwo.sf(d, max(1, round(n_eff))))
+def ks_statistic(ref_sorted: np.ndarray, x_sorted: np.ndarray) -> float:
+    "Two-sample KS statistic: the largest gap between the empirical CDFs of two sorted samples"
+    k, m = len(ref_sorted), len(x_sorted)
+    last = np.r_[x_sorted[1:] != x_sorted[:-1], True]                  # the last of each run of equal values
+    gap_x = np.abs(np.searchsorted(ref_sorted, x_sorted[last], "right") / k - (np.flatnonzero(last) + 1) / m)
+    gap_r = np.abs(np.searchsorted(ref_sorted, ref_sorted, "right") / k - np.searchsorted(x_sorted, ref_sorted, "right") / m)
+    return float(max(gap_x.max(), gap_r.max()))
 
-def normalized_wasserstein(ref_sample: np.ndarray, x: np.ndarray, scale: float | None) -> float:
-    "Wasserstein-1 distance between the reference sample and `x`, in units of the reference's spread"
-    w = float(sps.wasserstein_distance(ref_sample, x))
+def ks_test(ref_sample: np.ndarray, ref_n: int, x_sorted: np.ndarray) -> tuple[float, float]:
+    "(KS statistic, p-value) of sorted `x_sorted` against a reference of `ref_n` rows represented by `ref_sample`"
+    d = ks_statistic(np.sort(ref_sample), x_sorted)
+    n_eff = ref_n * len(x_sorted) / (ref_n + len(x_sorted))
+    p = sps.kstwo.sf(d, max(1, round(n_eff))) if n_eff <= 10_000 else sps.kstwobign.sf(d * math.sqrt(n_eff))
+    return d, float(min(1.0, p))
+
+def normalized_wasserstein(ref_sample: np.ndarray, x_sorted: np.ndarray, scale: float | None) -> float:
+    "Wasserstein-1 distance between the reference sample and sorted `x_sorted`, in units of the reference's spread"
+    q, m = np.sort(ref_sample), len(x_sorted)
+    w = float(np.mean(np.abs(q[((np.arange(m) + 0.5) * len(q) / m).astype(np.int64)] - x_sorted)))
     return w / scale if scale and scale > 0 else w
 
 # %% ../nbs/42_drift.ipynb #a1b7d658
@@ -138,7 +149,7 @@ def compare_numeric(name: str, ref: dict, values: pd.Series, cfg: DriftConfig) -
         sample = _ref_sample(ref)
         f.psi = psi(ref_counts, cur_counts, cfg.smoothing)
         f.psi_p_value = chi_square(ref_counts, cur_counts, cfg.smoothing)[1]
-        f.distance = normalized_wasserstein(sample, x, ref.get("std"))
+        f.distance = normalized_wasserstein(sample, x, ref.get("std"))   # x is sorted
         f.test = "ks"
         f.statistic, f.p_value = ks_test(sample, int(ref["count"]), x)
         labels = ["< " + f"{edges[0]:.3g}"] + [f"[{a:.3g}, {b:.3g})" for a, b in zip(edges[:-1], edges[1:])] + [f">= {edges[-1]:.3g}"] if len(edges) else ["all"]
