@@ -12,7 +12,7 @@ BIN    := $(VENV)/bin
 # The stamp is keyed on pyproject.toml's content and the torch pin: change either and `make install` reruns.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)-$(shell echo '$(TORCH) $(TORCH_INDEX)' | sha256sum | cut -c1-6)
 
-.PHONY: help install demo export test lab bench clean
+.PHONY: help install demo export test test-fast lab bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -43,6 +43,11 @@ test: install ## fail if prodkit/ or nbs/ is out of sync or unclean, lint, then 
 	$(BIN)/ruff check --quiet prodkit tests bench
 	$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest
+
+test-fast: install ## the developer's loop (about a minute): sync + lint, then pytest without the slow tests (no kernels, no training)
+	$(BIN)/python -m prodkit.hygiene check
+	$(BIN)/ruff check --quiet prodkit tests bench
+	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
 
 bench: install ## benchmarks in bench/: a table here, JSON in bench/results/
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

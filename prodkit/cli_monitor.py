@@ -5,7 +5,6 @@
 # %% ../nbs/87_cli_monitor.ipynb #cf0cbe69
 from __future__ import annotations
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -31,7 +30,7 @@ class _ExitThree(click.Command):
 
 def _fail(msg: str):
     click.echo(f"prodkit drift: {msg}", err=True)
-    sys.exit(CHECK_FAILED)
+    click.get_current_context().exit(CHECK_FAILED)
 
 @click.command("drift", cls=_ExitThree)
 @click.argument("reference")
@@ -58,7 +57,7 @@ def drift(reference, current, out, settings, runs_dir, registry, as_json):
         for f in sorted(result.drifted + [o for o in result.outputs if o.drifted], key=lambda f: -(f.psi or 0))[:10]:
             click.echo(f"  {f.status:<5}  {f.name}: {'; '.join(f.reasons)}")
         click.echo(f"report: {Path(page).resolve()}\njson:   {Path(data).resolve()}")
-    sys.exit(result.exit_code)
+    click.get_current_context().exit(result.exit_code)
 
 # %% ../nbs/87_cli_monitor.ipynb #be913049
 def _on_step(event, step, entry):
@@ -81,10 +80,10 @@ def pipeline(name, overrides, force, progress):
     Exit 0 when all steps succeed, else the failed step's exit code (as `prodkit run`)."""
     try: rec = run_pipeline(name, list(overrides), force=force, progress=progress, on_step=_on_step)
     except ConfigError as e:
-        click.echo(f"prodkit pipeline: {e}", err=True); sys.exit(2)
+        click.echo(f"prodkit pipeline: {e}", err=True); click.get_current_context().exit(2)
     if rec.status == "succeeded": click.echo(f"pipeline {rec.name} succeeded: {len(rec.steps)} steps in {rec.duration_s:.1f} s")
     else: click.echo(f"pipeline {rec.name} failed at {rec.reason}; the earlier steps' runs are kept, run it again to resume", err=True)
     click.echo(f"record: {rec.path/'pipeline.json'}")
-    sys.exit(rec.exit_code)
+    click.get_current_context().exit(rec.exit_code)
 
 COMMANDS = [drift, pipeline]

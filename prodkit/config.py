@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra import compose as hydra_compose, initialize_config_dir
@@ -21,8 +22,8 @@ from .schema import ProdkitConfig
 
 # %% auto #0
 __all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'GATE_METRICS', 'GATE_OPS', 'ConfigError', 'project_root', 'conf_dir',
-           'check_targets', 'instantiate', 'compose', 'config_error', 'validate', 'parse_gate', 'check_gates',
-           'to_dict', 'as_config']
+           'check_targets', 'instantiate', 'hydra_session', 'compose', 'config_error', 'validate', 'parse_gate',
+           'check_gates', 'to_dict', 'as_config']
 
 # %% ../nbs/01_config.ipynb #6f2af318
 class ConfigError(ValueError):
@@ -89,22 +90,32 @@ def instantiate(cfg: DictConfig, **kwargs):
     return hydra_instantiate(cfg, **kwargs)
 
 # %% ../nbs/01_config.ipynb #cb9e1f31
+@contextmanager
+def hydra_session(
+    config_dir: str | Path | None = None,  # default: the project's conf/
+    job_name: str = "app",                 # Hydra's job name (sweeps use the job's)
+):
+    "Hydra initialized on `config_dir`; whatever Hydra state was there before (a Hydra app, a notebook) is restored after"
+    backup = get_gh_backup()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(Path(config_dir).resolve() if config_dir else conf_dir()), version_base="1.3",
+                                   job_name=job_name):
+            yield GlobalHydra.instance().hydra
+    finally: restore_gh_from_backup(backup)
+
 def compose(
     config_name: str = "config",        # a config file in conf/, without .yaml
     overrides: list[str] | tuple = (),  # Hydra overrides, e.g. ["train.epochs=3", "data=digits"]
     config_dir: str | Path | None = None,  # another config directory; default: the project's conf/
 ) -> DictConfig:
     "Compose the project config with `overrides`, validated against the schemas"
-    cdir = str(Path(config_dir).resolve() if config_dir else conf_dir())
-    backup = get_gh_backup()
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=cdir, version_base="1.3"):
+        with hydra_session(config_dir):
             cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except (HydraException, OmegaConfBaseException) as e:
         raise config_error(e) from None
-    finally: restore_gh_from_backup(backup)
     return validate(cfg)
 
 def _explain(e: Exception) -> str:

@@ -16,7 +16,8 @@ import yaml
 
 from .config import ConfigError, compose, project_root
 from .provenance import file_sha256
-from .runner import RunRecord, run_job
+from .runner import run_job
+from .runs import RunRecord
 from .atomic import write_json
 from .redact import redact_override
 

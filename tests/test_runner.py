@@ -5,7 +5,9 @@ import nbformat
 import pytest
 from omegaconf import OmegaConf, open_dict
 from prodkit.config import compose
-from prodkit.runner import ExitCode, RunRecord, execute, job_overrides
+from prodkit.job import job_overrides
+from prodkit.runner import execute
+from prodkit.runs import ExitCode, RunRecord
 from conftest import ROOT, run
 
 PRODKIT = Path(sys.executable).parent/"prodkit"
@@ -14,7 +16,7 @@ pytestmark = pytest.mark.slow
 def notebook(path: Path, *cells: str, params: str = "cfg = {'job': {'params': {}}}") -> Path:
     "A job notebook: imports, a parameters cell, then `cells`"
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("import json, os, time\nfrom prodkit.runner import record, artifact, run_dir"),
+    nb.cells = [nbformat.v4.new_code_cell("import json, os, time\nfrom prodkit.job import record, artifact, run_dir"),
                 nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
                 *[nbformat.v4.new_code_cell(c) for c in cells]]
     nbformat.write(nb, path)

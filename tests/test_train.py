@@ -14,8 +14,7 @@ from prodkit.model import build_model, load_model, weights_sha256
 from prodkit.train import TrainingError, fit
 from conftest import PY, ROOT
 
-TINY = ["data=synthetic", "data.n_rows=600", "data.n_features=6", "model.hidden=[16]", "train.epochs=5", "train.progress=false",
-        "tracking.mode=disabled"]
+TINY = ["data=synthetic", "data.n_rows=600", "data.n_features=6", "model.hidden=[16]", "debug=tiny", "train.epochs=5"]
 
 
 def setup(tmp_path, *overrides):
