@@ -31,8 +31,10 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*; touch $@
 	@echo "prodkit installed in $(VENV)"
 
-demo: install ## run the train job end to end (breast cancer, MLP, wandb offline); prints where everything is
+demo: install ## train -> release (breast cancer, MLP, wandb offline): ONNX, parity, gates, registry; prints its state
 	$(BIN)/prodkit run train
+	$(BIN)/prodkit release --quiet
+	@echo "== registry"; $(BIN)/prodkit registry list; $(BIN)/prodkit registry history
 	@echo "Next: $(BIN)/prodkit runs (list runs) | make lab (open notebooks) | $(BIN)/wandb sync <the wandb_dir above> (upload)"
 
 export: install ## nbs/*.ipynb -> prodkit/*.py (nbdev-export)

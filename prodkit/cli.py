@@ -151,9 +151,13 @@ def reproduce_cmd(run, rtol, quiet, runs_dir):
     print("metrics match the record" if not diffs else f"{len(diffs)} metric(s) differ from the record")
     return 1 if diffs else 0
 
-# %% ../nbs/90_cli.ipynb #3398833e
-from .cli_monitor import COMMANDS as MONITOR_COMMANDS
+# %% ../nbs/90_cli.ipynb #967d62e9
+from .cli_release import registry, release
 
+cli.add_command(release)
+cli.add_command(registry)
+
+from .cli_monitor import COMMANDS as MONITOR_COMMANDS
 for _c in MONITOR_COMMANDS: cli.add_command(_c)   # drift, pipeline
 
 # %% ../nbs/90_cli.ipynb #4b26a899

@@ -145,7 +145,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         if v and not Path(v).exists(): raise ConfigError(f"{key}={v} does not exist")
     return cfg
 
-# %% ../nbs/01_config.ipynb #9cc1b494
+# %% ../nbs/01_config.ipynb #738408fc
 GATE_METRICS = ("accuracy", "f1", "roc_auc", "ece", "parity_max_abs", "latency_ms_p50", "latency_ms_p95", "model_mb", "leakage_rows")
 GATE_OPS = (">=", "<=", ">", "<", "==")
 _GATE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|==|>|<)\s*(production(?:\s*([+-])\s*([0-9.eE+-]+))?|[0-9.eE+-]+)\s*$")

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .onnx import read_onnx_metadata
 from .atomic import write_atomic
 
 # %% auto #0
@@ -247,6 +246,7 @@ def _register(
     who: str | None = None,                   # default: user@host
 ) -> ModelVersion:
     "Store a model and its lineage as the next version; `candidate` points to it"
+    from prodkit.onnx import read_onnx_metadata   # here: reading the registry (the service) needs neither torch nor onnx
     data = _bytes(onnx_model)
     meta = read_onnx_metadata(data)
     onnx_sha = self.blobs.put(data)

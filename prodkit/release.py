@@ -12,19 +12,18 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError
 from .data import Split, load_dataset, split_dataset
 from .evaluate import classification_metrics
 from .gates import evaluate_gates, gate_failures, gates_passed, leakage_rows
 from .model import Classifier, load_model, to_tensors, weights_sha256
 from .onnx import ExportSettings, export_onnx, onnx_metadata, onnx_predict, ort_session, parity_report, speed_table
 from .registry import ModelRegistry
-from .runner import RunRecord, find_run, list_runs
+from .runs import RunNotFound, RunRecord, find_run, list_runs
 from .atomic import write_atomic, write_json
 
 # %% auto #0
-__all__ = ['ReleaseError', 'TrainedRun', 'find_train_run', 'load_train_run', 'test_arrays', 'onnx_metrics', 'production_metrics',
-           'export_settings', 'release']
+__all__ = ['ReleaseError', 'TrainedRun', 'find_train_run', 'load_train_run', 'holdout_arrays', 'onnx_metrics',
+           'production_metrics', 'export_settings', 'release']
 
 # %% ../nbs/33_release.ipynb #7c2ba016
 class ReleaseError(RuntimeError):
@@ -49,7 +48,7 @@ def find_train_run(ref: str | None, runs_dir: str | Path, job: str = "train") ->
         if not done: raise ReleaseError(f"no succeeded {job} run under {runs_dir}: run `prodkit run {job}` first")
         return done[-1]
     try: rec = find_run(str(ref), runs_dir)
-    except ConfigError as e: raise ReleaseError(f"cannot release: {e}") from None
+    except RunNotFound as e: raise ReleaseError(f"cannot release: {e}") from None
     if rec.status != "succeeded":
         raise ReleaseError(f"cannot release run {rec.id} ({rec.job}): it {rec.status}" + (f" ({rec.exit_reason})" if rec.exit_reason else "")
                            + "; only a succeeded training run can be released")
@@ -77,7 +76,7 @@ def load_train_run(ref: str | None, runs_dir: str | Path) -> TrainedRun:
     return TrainedRun(rec, cfg, model, split, ref_stats)
 
 # %% ../nbs/33_release.ipynb #d7725f8a
-def test_arrays(trained: TrainedRun) -> tuple[np.ndarray, np.ndarray]:
+def holdout_arrays(trained: TrainedRun) -> tuple[np.ndarray, np.ndarray]:
     "The test rows as float32 features and int labels"
     x, y = to_tensors(trained.split.test, trained.model.inputs)
     return x.numpy(), y.numpy()
@@ -137,7 +136,7 @@ def release(
     meta = onnx_metadata(trained.model, trained.reference_stats, rec.id, trained.split.data_version, rec.metrics.get("weights_sha256") or weights_sha256(trained.model))
     onnx_bytes, facts = export_onnx(trained.model, export_settings(cfg), meta)
     write_atomic(out/"model.onnx", onnx_bytes)
-    x, y = test_arrays(trained)
+    x, y = holdout_arrays(trained)
     measured, parity, speed = _measure(cfg, trained, onnx_bytes, facts, x, y)
     prod_name, prod = production_metrics(reg, trained, x, y)
     gates = evaluate_gates(list(cfg.gates.rules), measured, prod, prod_name or "production")
