@@ -32,10 +32,12 @@ def plot_png(features: list[FeatureDrift], dpi: int = 72) -> dict[str, str]:
         if not f.plot: continue
         fig.clear()
         ax = fig.add_subplot()
-        labels = [str(label) for label in f.plot["labels"]]
+        labels, ref, cur = [str(label) for label in f.plot["labels"]], np.asarray(f.plot["reference"]), np.asarray(f.plot["current"])
+        if f.missing_ref or f.missing_cur:           # shares of all rows, with the missing ones as their own bar
+            labels, ref, cur = labels + ["missing"], np.r_[ref * (1 - f.missing_ref), f.missing_ref], np.r_[cur * (1 - f.missing_cur), f.missing_cur]
         x = np.arange(len(labels))
-        ax.bar(x - 0.2, f.plot["reference"], 0.4, label="reference", color="#90a4ae")
-        ax.bar(x + 0.2, f.plot["current"], 0.4, label="current", color=STATUS_COLORS[f.status])
+        ax.bar(x - 0.2, ref, 0.4, label="reference", color="#90a4ae")
+        ax.bar(x + 0.2, cur, 0.4, label="current", color=STATUS_COLORS[f.status])
         ax.set_xticks(x, labels, rotation=30 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center", fontsize=7)
         ax.set_ylabel("share of rows"); ax.set_title(f"{f.name}: {f.status}", fontsize=9); ax.legend(fontsize=7)
         fig.tight_layout()
@@ -72,6 +74,9 @@ def render_html(result: DriftResult, title: str = "Drift report") -> str:
     meta_rows = "".join(f"<tr><td>{k}</td><td>{e(', '.join(f'{a}: {b}' for a, b in v.items()))}</td></tr>" for k, v in meta if v)
     meta_rows += f"<tr><td>rows</td><td>reference {result.rows_reference:,}, current {result.rows_current:,}</td></tr>"
     meta_rows += f"<tr><td>thresholds</td><td>{e(', '.join(f'{k}={v}' for k, v in result.thresholds.items()))}</td></tr>"
+    if result.features:
+        n, alpha = len(result.features), result.thresholds.get("p_value", 0.05)
+        meta_rows += f"<tr><td>p-values</td><td>held to {alpha} / {n} features = {alpha / n:.2g} (Bonferroni)</td></tr>"
     drifted = sorted([f for f in result.features + result.outputs if f.drifted and f.plot], key=_rank)
     limit = int(result.thresholds.get("max_plots", 40))
     pngs = plot_png(drifted[:limit])
