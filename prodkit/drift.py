@@ -19,10 +19,10 @@ from .schema import DriftConfig
 from .data import column_stats
 
 # %% auto #0
-__all__ = ['LEVELS', 'OUTPUT_COLUMNS', 'DriftError', 'bin_counts', 'proportions', 'psi', 'chi_square', 'js_distance',
-           'ks_statistic', 'ks_test', 'normalized_wasserstein', 'FeatureDrift', 'judge', 'compare_numeric',
-           'compare_counts', 'compare_categorical', 'is_output_column', 'output_stats', 'compare_outputs',
-           'DriftResult', 'compare', 'reference_from_frame']
+__all__ = ['LEVELS', 'OUTPUT_COLUMNS', 'PREDICTION_COLUMNS', 'DriftError', 'bin_counts', 'proportions', 'psi', 'chi_square',
+           'js_distance', 'ks_statistic', 'ks_test', 'normalized_wasserstein', 'FeatureDrift', 'judge',
+           'compare_numeric', 'compare_counts', 'compare_categorical', 'is_output_column', 'output_stats',
+           'compare_outputs', 'DriftResult', 'compare', 'reference_from_frame']
 
 # %% ../nbs/42_drift.ipynb #40287f5a
 class DriftError(ValueError):
@@ -184,6 +184,7 @@ def compare_categorical(name: str, ref: dict, values: pd.Series, cfg: DriftConfi
 
 # %% ../nbs/42_drift.ipynb #48c25964
 OUTPUT_COLUMNS = ("prediction", "confidence", "model_version", "request_id", "row", "time", "logged_at")
+PREDICTION_COLUMNS = ("prediction", "label")   # where a batch output or a log keeps the predicted class
 
 def is_output_column(c: str) -> bool:
     "True for the columns inference adds (prediction, confidence, proba_<label>, model_version, ...)"
@@ -198,8 +199,10 @@ def output_stats(proba: np.ndarray) -> dict:
 def compare_outputs(reference: dict, current: pd.DataFrame, cfg: DriftConfig) -> list[FeatureDrift]:
     "Drift of the predicted class shares and of the confidence, where the current data has them"
     out, ref_out = [], reference.get("outputs") or {}
-    if "prediction" in current:
-        pred = current["prediction"].astype("string")
+    taken = set(reference.get("columns") or {}) | {reference.get("target")}
+    col = next((c for c in PREDICTION_COLUMNS if c in current and c not in taken), None)   # `label` in some batch outputs
+    if col is not None:
+        pred = current[col].astype("string")
         if "prediction" in ref_out: f = compare_categorical("prediction", ref_out["prediction"], pred, cfg)
         else:
             f = compare_counts("prediction", {k: v["count"] for k, v in (reference.get("labels") or {}).items()}, pred, cfg)

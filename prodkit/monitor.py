@@ -15,7 +15,7 @@ from .prediction_log import read_log
 from .registry import ModelRegistry, RegistryError
 
 # %% auto #0
-__all__ = ['TABLE_SUFFIXES', 'read_table', 'load_current', 'load_reference', 'check_drift']
+__all__ = ['TABLE_SUFFIXES', 'read_table', 'with_inputs', 'load_current', 'load_reference', 'check_drift']
 
 # %% ../nbs/47_monitor.ipynb #07bb5df0
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl")
@@ -32,10 +32,25 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except Exception as e: raise DriftError(f"{path} cannot be read as {p.suffix[1:]}: {type(e).__name__}: {e}") from None
     raise DriftError(f"{path}: unknown file type {p.suffix!r}; use one of {', '.join(TABLE_SUFFIXES)} or a prediction-log directory")
 
-def load_current(path: str | Path) -> tuple[pd.DataFrame, dict]:
+def with_inputs(outputs: pd.DataFrame, inputs: pd.DataFrame) -> pd.DataFrame:
+    "A batch output joined with the input rows it scored (by its `row` column, else by position)"
+    if "row" in outputs:
+        if len(outputs) and (outputs["row"].max() >= len(inputs) or outputs["row"].min() < 0):
+            raise DriftError(f"the output names input row {int(outputs['row'].max())}, but the inputs have {len(inputs)} rows")
+        inputs = inputs.iloc[outputs["row"].to_numpy()]
+    elif len(inputs) != len(outputs): raise DriftError(f"{len(outputs)} output rows but {len(inputs)} input rows, and no `row` column to join on")
+    extra = [c for c in inputs.columns if c not in outputs]
+    return pd.concat([inputs[extra].reset_index(drop=True), outputs.reset_index(drop=True)], axis=1)
+
+def load_current(
+    path: str | Path,                          # a file or a prediction-log directory
+    inputs: str | Path | None = None,          # for a batch output without the input columns: the file it scored
+) -> tuple[pd.DataFrame, dict]:
     "The current rows and a description of where they came from"
     frame = read_table(path)
+    if inputs is not None: frame = with_inputs(frame, read_table(inputs))
     meta = dict(path=str(Path(path).resolve()), kind="prediction log" if Path(path).is_dir() else Path(path).suffix[1:])
+    if inputs is not None: meta["inputs"] = str(Path(inputs).resolve())
     if "model_version" in frame: meta["model_version"] = ", ".join(sorted(map(str, frame["model_version"].dropna().unique()))[:3])
     return frame, meta
 
@@ -95,10 +110,11 @@ def check_drift(
     out_dir: str | Path | None = None,         # where to write drift.html and drift.json; None: nowhere
     runs_dir: str | Path | None = None,
     registry_dir: str | Path | None = None,
+    inputs: str | Path | None = None,          # the input file a batch output without input columns scored
 ) -> tuple[DriftResult, tuple[Path, Path] | None]:
     "Compare `current` with `reference`; write the report if `out_dir`; return the result and the report's paths"
     ref, ref_meta = (reference, {}) if isinstance(reference, dict) else load_reference(reference, runs_dir, registry_dir)
-    frame, cur_meta = (current, dict(kind="frame")) if isinstance(current, pd.DataFrame) else load_current(current)
+    frame, cur_meta = (current, dict(kind="frame")) if isinstance(current, pd.DataFrame) else load_current(current, inputs)
     result = compare(ref, frame, cfg)
     result.reference = ref_meta | {k: ref[k] for k in ("dataset", "data_version") if ref.get(k)}
     result.current = cur_meta
