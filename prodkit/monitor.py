@@ -75,7 +75,8 @@ def _from_registry(ref: str, registry_dir) -> tuple[dict, dict]:
     try: mv = ModelRegistry(registry_dir).get(ref)
     except RegistryError as e: raise DriftError(str(e)) from None
     if not mv.reference_stats: raise DriftError(f"registry version {mv.name} stores no reference statistics")
-    return mv.reference_stats, dict(registry=str(registry_dir), version=mv.name, alias=ref if ref != mv.name else None, run=mv.run_id)
+    meta = dict(registry=str(registry_dir), version=mv.name, alias=ref if ref.lstrip("vV") != str(mv.version) else None, run=mv.run_id)
+    return mv.reference_stats, {k: v for k, v in meta.items() if v is not None}
 
 def load_reference(
     ref: str,                                  # a path, run id (prefix), registry version or alias
