@@ -22,8 +22,8 @@ from .schema import ProdkitConfig
 
 # %% auto #0
 __all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'GATE_METRICS', 'GATE_OPS', 'ConfigError', 'project_root', 'conf_dir',
-           'check_targets', 'instantiate', 'hydra_session', 'compose', 'config_error', 'validate', 'parse_gate',
-           'check_gates', 'to_dict', 'as_config']
+           'check_targets', 'hydra_session', 'compose', 'config_error', 'validate', 'parse_gate', 'check_gates',
+           'to_dict', 'as_config']
 
 # %% ../nbs/01_config.ipynb #6f2af318
 class ConfigError(ValueError):
@@ -82,12 +82,6 @@ def check_targets(cfg: DictConfig | dict) -> None:
         if not _allowed(target):
             raise ConfigError(f"{key}._target_={target!r} is not allowed: a config may only instantiate classes "
                               f"defined under {', '.join(ALLOWED_TARGETS)}")
-
-def instantiate(cfg: DictConfig, **kwargs):
-    "`hydra.utils.instantiate`, refusing targets that are not classes from `ALLOWED_TARGETS`"
-    from hydra.utils import instantiate as hydra_instantiate
-    check_targets(cfg)
-    return hydra_instantiate(cfg, **kwargs)
 
 # %% ../nbs/01_config.ipynb #cb9e1f31
 @contextmanager

@@ -16,7 +16,7 @@ from scipy import stats as sps
 from scipy.spatial.distance import jensenshannon
 
 from .schema import DriftConfig
-from .data import column_stats
+from .split import column_stats
 
 # %% auto #0
 __all__ = ['LEVELS', 'OUTPUT_COLUMNS', 'PREDICTION_COLUMNS', 'DriftError', 'bin_counts', 'proportions', 'psi', 'chi_square',

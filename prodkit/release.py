@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from .data import Split, load_dataset, split_dataset
+from .data import load_dataset
+from .split import Split, split_dataset
 from .evaluate import classification_metrics
 from .gates import evaluate_gates, gate_failures, gates_passed, leakage_rows
 from .model import Classifier, load_model, to_tensors, weights_sha256

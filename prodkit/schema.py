@@ -42,6 +42,7 @@ class OutlierConfig:
     action: OutlierAction = OutlierAction.keep  # keep, clip or quarantine
     quarantine_path: str | None = None        # side file for quarantined rows; None: `<data file>.quarantine.csv`
 
+# %% ../nbs/00_schema.ipynb #b13dc596
 @dataclass
 class ColumnSpec:
     name: str = MISSING           # column name (a regular expression when `regex`)

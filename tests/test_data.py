@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from prodkit.config import compose, ConfigError
-from prodkit.data import (DataError, SchemaError, load_dataset, materialize, reference_stats, row_hash, split_dataset,
-                          write_csv_atomic)
+from prodkit.data import DataError, SchemaError, load_dataset, materialize, write_csv_atomic
+from prodkit.split import reference_stats, row_hash, split_dataset
 from prodkit.atomic import write_json
 
 
@@ -127,7 +127,7 @@ def test_split_is_seeded_disjoint_stratified_and_recorded_as_row_hashes(tmp_path
     assert not (idx[0] & idx[1] or idx[0] & idx[2] or idx[1] & idx[2]) and len(idx[0] | idx[1] | idx[2]) == 569
     share = [p.target.mean() for p in (a.train, a.val, a.test)]
     assert max(share) - min(share) < 0.02
-    rec = a.record()
+    rec = a.summary()
     assert rec["data_version"] == ds.version and rec["rows"] == {"train": 341, "val": 114, "test": 114} and rec["seed"] == 0
 
 

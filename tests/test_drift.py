@@ -2,7 +2,6 @@
 import json, subprocess, sys
 from pathlib import Path
 import numpy as np
-import pandas as pd
 import pytest
 from prodkit.data import synthetic_frame
 from prodkit.drift import compare, reference_from_frame

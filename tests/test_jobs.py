@@ -26,7 +26,7 @@ def test_train_job_records_metrics_artifacts_plots_and_a_complete_wandb_run(tmp_
     stats = json.loads((d/"reference_stats.json").read_text())
     assert stats and "mean radius" in json.dumps(stats)
     assert list(rec.data.values())[0] is not None           # the data file's sha256, materialized by the job
-    cached = run(PRODKIT, "run", "-q", "train", f"paths.runs_dir={d.parents[1]}", f"paths.data_dir={d.parents[2]/'data'}", *TINY)
+    cached = run(PRODKIT, "run", "-q", "train", f"paths.runs_dir={d.parents[1]}", f"paths.data_dir={d.parents[2]/'data'}", *TINY, "tracking.mode=offline")
     assert "skipped" in cached.stdout and rec.id in cached.stdout  # keyed on the data the run read
     out = nbformat.read(d/"output.ipynb", as_version=4)
     pngs = [o for c in out.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]

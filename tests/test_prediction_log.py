@@ -1,6 +1,5 @@
 "The prediction log survives a kill: a writer process killed with SIGKILL loses at most the batch in memory."
-import json, os, signal, subprocess, sys, textwrap, time
-from pathlib import Path
+import os, signal, subprocess, sys, textwrap, time
 import pytest
 from prodkit.prediction_log import PredictionLog, log_files, read_log
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 from prodkit.config import compose
-from prodkit.tracking import read_offline_run, tracker
+from prodkit.tracking import read_offline_run, tracked_run
 from conftest import tagged_processes, PY, ROOT, run
 
 SECRET = "sk-live-" + "7" * 24
@@ -24,11 +24,12 @@ JOB = """
 import sys
 from pathlib import Path
 from prodkit.config import compose
-from prodkit.data import load_dataset, reference_stats, split_dataset
+from prodkit.data import load_dataset
+from prodkit.split import reference_stats, split_dataset
 from prodkit.evaluate import evaluate
 from prodkit.model import build_model
 from prodkit.atomic import write_json
-from prodkit.tracking import run_provenance, tracker
+from prodkit.tracking import run_provenance, tracked_run
 from prodkit.train import fit
 
 run_dir = Path(sys.argv[1])
@@ -37,7 +38,7 @@ data = load_dataset(cfg.data)
 split = split_dataset(data, cfg.data, seed=cfg.seed)
 stats = write_json(run_dir/"reference_stats.json", reference_stats(split.train, cfg.data, data_version=data.version), redacted=False)
 model = build_model(cfg.model, split.inputs, seed=cfg.seed)
-with tracker(cfg, run_dir, provenance=run_provenance(cfg, data, split)) as t:
+with tracked_run(cfg, run_dir, provenance=run_provenance(cfg, data.provenance(), split.summary())) as t:
     result = fit(model, split, cfg.train, seed=cfg.seed, checkpoint_dir=run_dir/"checkpoints", on_epoch=t.log)
     metrics = evaluate(result.model, split.test, cfg.data)
     t.log_summary(dict(metrics, **result.summary()))
@@ -75,7 +76,7 @@ def test_offline_job_run_is_complete_secret_free_and_leaves_no_wandb_process(tmp
     data_file = tmp_path/"data"/"breast_cancer.csv"
     assert cfg["provenance"]["data"]["sha256"] == hashlib.sha256(data_file.read_bytes()).hexdigest()
     assert set(cfg["provenance"]["split"]["row_hashes"]) == {"train", "val", "test"}
-    assert cfg["provenance"]["packages"]["torch"].startswith("2.")
+    assert cfg["provenance"]["environment"]["packages"]["torch"].startswith("2.")
     epochs = [h for h in rec["history"] if "val_loss" in h]
     assert [h["epoch"] for h in epochs] == [1, 2, 3] and all({"train_loss", "val_accuracy"} <= set(h) for h in epochs)
     s = rec["summary"]
@@ -91,7 +92,7 @@ def test_offline_job_run_is_complete_secret_free_and_leaves_no_wandb_process(tmp
 def test_failure_inside_the_block_finishes_the_run_as_failed_and_stops_wandb(tmp_path):
     cfg = compose(overrides=["tracking.mode=offline"])
     with pytest.raises(RuntimeError, match="boom"):
-        with tracker(cfg, tmp_path) as t:
+        with tracked_run(cfg, tmp_path) as t:
             t.log({"epoch": 1, "val_loss": 0.5})
             raise RuntimeError("boom")
     assert read_offline_run(t.path)["exit_code"] == 1
@@ -99,8 +100,8 @@ def test_failure_inside_the_block_finishes_the_run_as_failed_and_stops_wandb(tmp
 
 
 def test_disabled_tracking_writes_nothing_and_never_imports_wandb(tmp_path):
-    code = ("import sys; from prodkit.config import compose; from prodkit.tracking import tracker\n"
-            f"with tracker(compose(overrides=['tracking.mode=disabled']), {str(tmp_path)!r}) as t: t.log({{'a': 1}}); t.log_summary({{'b': 2}})\n"
+    code = ("import sys; from prodkit.config import compose; from prodkit.tracking import tracked_run\n"
+            f"with tracked_run(compose(overrides=['tracking.mode=disabled']), {str(tmp_path)!r}) as t: t.log({{'a': 1}}); t.log_summary({{'b': 2}})\n"
             "print(t.run_id, 'wandb' in sys.modules)")
     res = run(PY, "-c", code, check=True)
     assert res.stdout.split() == ["None", "False"] and list(tmp_path.iterdir()) == []
@@ -109,8 +110,8 @@ def test_disabled_tracking_writes_nothing_and_never_imports_wandb(tmp_path):
 def test_online_without_a_login_fails_at_once_and_says_what_to_do(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(HOME=str(tmp_path), WANDB_CONFIG_DIR=str(tmp_path/"cfg"), NETRC=str(tmp_path/"netrc"))
-    code = ("from prodkit.config import compose; from prodkit.tracking import tracker, TrackingError\n"
-            f"try:\n  with tracker(compose(overrides=['tracking.mode=online']), {str(tmp_path/'run')!r}): pass\n"
+    code = ("from prodkit.config import compose; from prodkit.tracking import tracked_run, TrackingError\n"
+            f"try:\n  with tracked_run(compose(overrides=['tracking.mode=online']), {str(tmp_path/'run')!r}): pass\n"
             "except TrackingError as e: print(e)")
     res = subprocess.run([PY, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert "wandb could not start a run in online mode" in res.stdout and "Run `wandb login`" in res.stdout, res.stdout + res.stderr

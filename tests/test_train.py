@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 from prodkit.config import compose
-from prodkit.data import load_dataset, split_dataset
+from prodkit.data import load_dataset
+from prodkit.split import split_dataset
 from prodkit.evaluate import evaluate, plot_confusion, plot_history
 from prodkit.model import build_model, load_model, weights_sha256
 from prodkit.train import TrainingError, fit
@@ -49,7 +50,8 @@ def test_default_breast_cancer_config_trains_well(tmp_path):
 KILLED_RUN = """
 import sys
 from prodkit.config import compose
-from prodkit.data import load_dataset, split_dataset
+from prodkit.data import load_dataset
+from prodkit.split import split_dataset
 from prodkit.model import build_model
 from prodkit.train import fit
 cfg = compose(overrides=sys.argv[2:])
