@@ -154,6 +154,6 @@ def release(run, overrides, no_promote, quiet):
     click.echo(_summary(rep))
     click.echo(f"release run {out.id}: {out.run_dir}")
     if rep["version"] is None: _fail(f"run {rec.id} not released: {rep['refused']}")
-    click.echo(f"v{rep['version']} from run {rec.id}: " + ("promoted to production" if rep["promoted"] else "registered as candidate")
+    click.echo(f"v{rep['version']} from run {rec.id}: " + (("promoted to production" if rep.get("alias_moves") else "already in production") if rep["promoted"] else "registered as candidate")
                + f"; aliases {rep['aliases']}")
     if rep["refused"]: _fail(rep["refused"])

@@ -147,20 +147,20 @@ def release(
         report["refused"] = "parity failed: " + "; ".join(parity["failures"])
         write_json(out/"release.json", report, redacted=False)
         return report
-    links = dict(links or {}, train_run_id=rec.id, train_run_dir=rec.run_dir)
+    links, sha = dict(links or {}, train_run_id=rec.id, train_run_dir=rec.run_dir), hashlib.sha256(onnx_bytes).hexdigest()
     if tracker is not None and tracker.run_id:
         name = f"{trained.cfg.data.name}-{trained.cfg.model.name}-onnx"
-        tracker.log_artifact(out/"model.onnx", "model", name, metadata=dict(meta, measured=measured, gates_passed=report["gates_passed"]))
+        tracker.log_artifact(out/"model.onnx", "model", name, metadata=dict(meta, onnx_sha256=sha, measured=measured, gates_passed=report["gates_passed"]))
         links |= dict(wandb_run_id=tracker.run_id, wandb_dir=str(tracker.path), wandb_artifact=f"{name}:latest")
-    sha = hashlib.sha256(onnx_bytes).hexdigest()
-    same = [v for v in reg.versions() if v.onnx_sha256 == sha and v.run_id == rec.id]   # released before: reuse, not copy
+    verdict = lambda gs: [(g["gate"], g["passed"]) for g in gs]
+    same = [v for v in reg.versions() if v.onnx_sha256 == sha and v.run_id == rec.id and verdict(v.gates) == verdict(gates)]  # released before: reuse
     v = same[-1] if same else reg.register(onnx_bytes, trained.path/"model.pt", metrics=measured, gates=gates, parity=parity,
                                            reference_stats=trained.reference_stats, provenance=_provenance(rec),
                                            export=dict(facts, speed=speed), links=links)
     report |= dict(version=v.version, already_registered=bool(same), links=links)
     if (cfg.registry.promote if promote is None else promote) and report["gates_passed"]:
-        report["promoted"] = True
-        reg.promote(v.version, reason=f"release of run {rec.id}: all {len(gates)} gates passed")
+        moves = reg.promote(v.version, reason=f"release of run {rec.id}: all {len(gates)} gates passed")
+        report |= dict(promoted=True, alias_moves=moves)      # no moves: it already was production
     elif not report["gates_passed"]: report["refused"] = "not promoted: " + "; ".join(gate_failures(gates))
     report["aliases"] = reg.aliases()
     write_json(out/"release.json", report, redacted=False)

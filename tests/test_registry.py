@@ -9,7 +9,7 @@ import time
 
 import pytest
 from prodkit.config import compose
-from prodkit.data import InputSpec
+from prodkit.split import InputSpec
 from prodkit.model import build_model, save_model
 from prodkit.onnx import ExportSettings, export_onnx, onnx_metadata
 from prodkit.registry import ModelIntegrityError, ModelRegistry, RegistryError

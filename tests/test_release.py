@@ -9,7 +9,7 @@ from prodkit.onnx import export_onnx, onnx_metadata, ort_session, parity_report,
 from prodkit.registry import ModelRegistry
 from prodkit.release import ReleaseError, export_settings, load_train_run, release, holdout_arrays
 from prodkit.runner import run_job
-from conftest import ROOT, run
+from conftest import PY, ROOT, run
 
 pytestmark = pytest.mark.slow
 
@@ -112,11 +112,15 @@ def test_leakage_gate_counts_test_rows_seen_in_training(trained):
 def test_release_cli_end_to_end_then_rollback(project):
     d, base = project["dir"], project["base"]
     rel = ["export.speed.repeats=20", "gates.rules=['accuracy >= 0.5', 'parity_max_abs <= 1e-4', 'accuracy >= production - 0.01']"]
-    r = run(ROOT/".venv/bin/prodkit", "release", project["run"].id[:6], *base, *rel, "--quiet")
+    r = run(ROOT/".venv/bin/prodkit", "release", project["run"].id[:6], *base, *rel, "tracking.mode=offline", "--quiet")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "parity: ok" in r.stdout and "promoted to production" in r.stdout and "accuracy >= 0.5" in r.stdout
     reg = ModelRegistry(d/"registry")
     v = reg.get("production")
+    from prodkit.tracking import read_offline_run             # the ONNX file is a wandb model artifact, linked from the version
+    logged = read_offline_run(v.links["wandb_dir"])
+    assert {"name": "synthetic-mlp-onnx", "type": "model", "files": ["model.onnx"]} in logged["artifacts"] and logged["exit_code"] == 0
+    assert v.links["wandb_artifact"] == "synthetic-mlp-onnx:latest" and v.links["wandb_run_id"] == logged["run_id"]
     assert v.run_id == project["run"].id and v.links["train_run_id"] == project["run"].id and v.export["exporter"] == "dynamo"
     assert v.provenance["config_hash"] == project["run"].config_hash and v.reference_stats["columns"]
     release_run = json.loads((d/"runs"/"release").glob("*/run.json").__next__().read_text())
@@ -152,7 +156,7 @@ def test_release_refuses_a_missing_or_failed_run_clearly(project, tmp_path):
 
 def test_a_cnn_exports_with_a_flat_input_and_keeps_parity():
     "The contract's input is a flat row for every architecture: the CNN reshapes inside the graph"
-    from prodkit.data import InputSpec
+    from prodkit.split import InputSpec
     from prodkit.model import build_model
     import numpy as np
     spec = InputSpec([f"p{i}" for i in range(64)], "target", 10, [1, 8, 8], [0.0] * 64, [1.0] * 64)
@@ -163,3 +167,22 @@ def test_a_cnn_exports_with_a_flat_input_and_keeps_parity():
     x = np.random.default_rng(0).normal(size=(300, 64)).astype(np.float32)
     assert parity_report(model, data, x)["passed"]
     assert read_onnx_metadata(data)["input"]["example_shape"] == [1, 8, 8]
+
+
+def test_dynamo_export_output_is_quiet_but_real_warnings_pass(tmp_path):
+    code = """
+import warnings
+from prodkit.config import compose
+from prodkit.split import InputSpec
+from prodkit.model import build_model
+from prodkit.onnx import export_onnx
+m = build_model(compose().model, InputSpec(["a", "b"], "y", 2, [2], [0.0, 0.0], [1.0, 1.0]))
+export_onnx(m)
+warnings.warn("a real warning after the export")
+print("exported")
+"""
+    r = run(PY, "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "exported\n", r.stdout
+    assert "torchvision" not in r.stderr and "LeafSpec" not in r.stderr and "✅" not in r.stderr
+    assert "a real warning after the export" in r.stderr
