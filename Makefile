@@ -43,11 +43,9 @@ $(STAMP):
 	@rm -f $(VENV)/.installed-*; touch $@
 	@echo "prodkit installed in $(VENV)"
 
-demo: install ## train -> release (breast cancer, MLP, wandb offline): ONNX, parity, gates, registry; prints its state
-	$(BIN)/prodkit run train
-	$(BIN)/prodkit release --quiet
-	@echo "== registry"; $(BIN)/prodkit registry list; $(BIN)/prodkit registry history
-	@echo "Next: $(BIN)/prodkit runs (list runs) | make lab (open notebooks) | $(BIN)/wandb sync <the wandb_dir above> (upload)"
+demo: install ## prodkit pipeline demo: train -> release -> batch inference on shifted test rows -> drift report
+	$(BIN)/prodkit pipeline demo
+	@echo "Next: $(BIN)/prodkit runs (list runs) | $(BIN)/prodkit registry list | make lab (open notebooks)"
 
 export: install ## nbs/*.ipynb -> prodkit/*.py (nbdev-export)
 	$(BIN)/nbdev-export

@@ -168,6 +168,9 @@ from .cli_release import registry, release
 cli.add_command(release)
 cli.add_command(registry)
 
+from .cli_monitor import COMMANDS as MONITOR_COMMANDS
+for _c in MONITOR_COMMANDS: cli.add_command(_c)   # drift, pipeline
+
 # %% ../nbs/90_cli.ipynb #4b26a899
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `prodkit` command"

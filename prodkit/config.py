@@ -126,9 +126,9 @@ def config_error(e: Exception) -> ConfigError:
 
 # %% ../nbs/01_config.ipynb #1c413acc
 PATH_KEYS = ("paths.data_dir", "paths.runs_dir",                       # relative to paths.root, in this order:
-             "data.path", "data.outliers.quarantine_path", "train.resume_from", "registry.path",  # data.path may build on data_dir
-             "infer.input", "infer.output", "infer.registry", "serve.registry")
-MUST_EXIST = ("train.resume_from",)
+             "data.path", "data.outliers.quarantine_path", "data.feedback", "train.resume_from",  # data.path may build on data_dir
+             "registry.path", "infer.input", "infer.output", "infer.registry", "serve.registry")
+MUST_EXIST = ("train.resume_from", "data.feedback")
 
 def validate(cfg: DictConfig) -> DictConfig:
     "Check `_target_`s and `RANGES`, make `PATH_KEYS` absolute (from `paths.root`) and check `MUST_EXIST` paths; returns `cfg`"

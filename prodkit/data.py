@@ -216,22 +216,33 @@ class Dataset:
     path: Path              # the file read
     version: str            # sha256 of the file's bytes
     outliers: OutlierReport
+    files: dict = field(default_factory=dict)   # sha256 of each file read: the data file, and `data.feedback` if set
 
     def provenance(self) -> dict:
         "What a run records about its data"
         return dict(name=self.name, path=str(self.path), sha256=self.version, rows=len(self.frame),
-                    columns=len(self.frame.columns), outliers=self.outliers.to_dict())
+                    columns=len(self.frame.columns), outliers=self.outliers.to_dict(), files=self.files)
 
-def load_dataset(cfg: DictConfig) -> Dataset:
-    "Materialize `data.path` if needed, read it, check its schema and apply the outlier policy"
-    path = materialize(cfg)
-    log.info(f"Loading data <{path}>")
+def _read_checked(path: Path, cfg: DictConfig) -> tuple[pd.DataFrame, str]:
+    "A CSV file checked against the schema, and the sha256 of its bytes"
     raw = path.read_bytes()
-    version = hashlib.sha256(raw).hexdigest()
     try: frame = pd.read_csv(io.BytesIO(raw))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is not a readable CSV: {e}") from None
     if frame.empty: raise DataError(f"{path}: the file has no rows (a header of {len(frame.columns)} columns and no data)")
-    frame = check_schema(frame, cfg, source=path)
+    return check_schema(frame, cfg, source=path), hashlib.sha256(raw).hexdigest()
+
+def load_dataset(cfg: DictConfig) -> Dataset:
+    "Materialize `data.path` if needed, read it (and `data.feedback`), check the schema and apply the outlier policy"
+    path = materialize(cfg)
+    log.info(f"Loading data <{path}>")
+    frame, version = _read_checked(path, cfg)
+    files = {str(path): version}
+    if cfg.get("feedback"):                      # production rows with late labels: same schema, numbered after the data's rows
+        fb, fb_version = _read_checked(Path(cfg.feedback), cfg)
+        log.info(f"Adding {len(fb)} feedback rows <{cfg.feedback}>")
+        frame = pd.concat([frame, fb.set_axis(range(len(frame), len(frame) + len(fb)))])
+        files[str(cfg.feedback)] = fb_version
+        version = hashlib.sha256(f"{version}+{fb_version}".encode()).hexdigest()   # the data and the feedback together
     frame, report = apply_outlier_policy(frame, cfg, source=path)
-    return Dataset(frame, cfg.name, path, version, report)
+    return Dataset(frame, cfg.name, path, version, report, files)

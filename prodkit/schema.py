@@ -14,7 +14,7 @@ from omegaconf import MISSING
 __all__ = ['PathsConfig', 'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec', 'DataConfig', 'ModelConfig', 'Optimizer',
            'Monitor', 'TrainConfig', 'TrackingMode', 'TrackingConfig', 'JobConfig', 'ParityConfig', 'SpeedConfig',
            'ExportConfig', 'GatesConfig', 'RegistryConfig', 'BaselineRule', 'BaselineConfig', 'ServeConfig',
-           'InferConfig', 'ProdkitConfig']
+           'InferConfig', 'DriftConfig', 'ProdkitConfig']
 
 # %% ../nbs/00_schema.ipynb #7a1edd72
 @dataclass
@@ -53,6 +53,7 @@ class ColumnSpec:
     isin: list | None = None      # allowed values (labels, categories)
     nullable: bool = False        # whether missing values are allowed
     regex: bool = False           # `name` matches several columns, e.g. `pixel_\\d_\\d`
+    pii: bool = False             # personal data: hashed or left out of prediction logs
 
 @dataclass
 class DataConfig:
@@ -73,6 +74,7 @@ class DataConfig:
     n_rows: int | None = None           # synthetic: rows to generate
     n_features: int | None = None       # synthetic: feature columns to generate
     generator_seed: int = 0             # synthetic: seed of the generator (not the training seed)
+    feedback: str | None = None         # a feedback dataset (production rows with late labels) trained on alongside `path`
 
 # %% ../nbs/00_schema.ipynb #b7ca2195
 @dataclass
@@ -214,6 +216,21 @@ class InferConfig:
     progress: bool = True         # progress bar with rows/s
 
 
+# %% ../nbs/00_schema.ipynb #0b9d4e50
+@dataclass
+class DriftConfig:
+    psi_warn: float = 0.1        # population stability index at or above this: the feature drifts (warn)
+    psi_alert: float = 0.25      # PSI at or above this: alert
+    distance: float = 0.1        # normalized Wasserstein (numeric) or Jensen-Shannon distance (categorical) at or above this, with p < `p_value`: warn
+    p_value: float = 0.05        # a test's p-value counts only together with a distance over `distance`
+    missing_warn: float = 0.05   # change in the share of missing values at or above this: warn
+    missing_alert: float = 0.2   # change in the share of missing values at or above this: alert
+    dataset_share: float = 0.3   # dataset drift (alert) when at least this share of the features drift
+    smoothing: float = 0.5       # added to every bin's count, so an empty bin never gives 0 or inf
+    min_rows: int = 30           # fewer current rows than this: no tests on a feature (reported)
+    features: Optional[list[str]] = None  # the features to compare; None: every column of the reference
+    max_plots: int = 40          # plots in the HTML report (drifted features first)
+
 # %% ../nbs/00_schema.ipynb #3cb061a4
 @dataclass
 class ProdkitConfig:
@@ -228,4 +245,5 @@ class ProdkitConfig:
     registry: RegistryConfig = field(default_factory=RegistryConfig)  # release: where versions live
     infer: InferConfig = field(default_factory=InferConfig)           # production: batch inference (prodkit infer)
     serve: ServeConfig = field(default_factory=ServeConfig)           # production: the online service (prodkit serve)
+    drift: DriftConfig = field(default_factory=DriftConfig)           # production: drift thresholds
     job: Optional[JobConfig] = None     # set by `job=<name>`; None when composing without a job

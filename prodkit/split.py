@@ -15,7 +15,8 @@ from omegaconf import DictConfig
 from .data import DataError, Dataset, feature_columns
 
 # %% auto #0
-__all__ = ['QUANTILES', 'row_hash', 'InputSpec', 'Split', 'input_spec', 'split_dataset', 'column_stats', 'reference_stats']
+__all__ = ['QUANTILES', 'DRIFT_BINS', 'SAMPLE_SIZE', 'row_hash', 'InputSpec', 'Split', 'input_spec', 'split_dataset',
+           'quantile_bins', 'column_stats', 'reference_stats']
 
 # %% ../nbs/11_split.ipynb #3ec9208d
 def row_hash(index) -> str:
@@ -107,10 +108,17 @@ def split_dataset(
 
 # %% ../nbs/11_split.ipynb #7b2a34fd
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
+DRIFT_BINS, SAMPLE_SIZE = 10, 200   # quantile bins for PSI; points of the stored quantile function
 
 def _num(v) -> float | None:
     v = float(v)
     return v if math.isfinite(v) else None
+
+def quantile_bins(v: np.ndarray, n: int = DRIFT_BINS) -> dict:
+    "Inner edges at the `n`-quantiles of `v` and the counts of the `len(edges) + 1` bins they make, outer bins open"
+    edges = np.unique(np.quantile(v, np.arange(1, n) / n))
+    counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
+    return dict(edges=[float(e) for e in edges], counts=[int(c) for c in counts])
 
 def column_stats(x: pd.Series, bins: int = 20) -> dict:
     "Summary of one column: quantiles and a histogram if numeric, value counts otherwise"
@@ -122,9 +130,12 @@ def column_stats(x: pd.Series, bins: int = 20) -> dict:
     v = present.to_numpy(dtype="float64")
     if len(v) == 0: return out
     counts, edges = np.histogram(v, bins=bins)
+    k = min(SAMPLE_SIZE, len(v))
     return out | dict(mean=_num(v.mean()), std=_num(v.std()), min=_num(v.min()), max=_num(v.max()),
                       quantiles={str(q): _num(np.quantile(v, q)) for q in QUANTILES},
-                      histogram=dict(edges=[_num(e) for e in edges], counts=[int(c) for c in counts]))
+                      histogram=dict(edges=[_num(e) for e in edges], counts=[int(c) for c in counts]),
+                      quantile_bins=quantile_bins(v),
+                      quantile_sample=[float(q) for q in np.quantile(v, (np.arange(k) + 0.5) / k)])
 
 def reference_stats(
     frame: pd.DataFrame,            # the training rows
