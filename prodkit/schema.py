@@ -181,6 +181,7 @@ class BaselineConfig:
     default: str = "0"            # the label when no rule fires
     confidence: float = 0.6       # the probability the baseline gives its label (the rest is spread over the others)
 
+# %% ../nbs/00_schema.ipynb #945f17f0
 @dataclass
 class ServeConfig:
     registry: str = MISSING       # the model registry directory (registry.db + blobs/)
@@ -202,6 +203,7 @@ class ServeConfig:
     graceful_seconds: float = 10.0  # on SIGTERM, how long requests in flight may take to finish
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
+# %% ../nbs/00_schema.ipynb #fdd7326e
 @dataclass
 class InferConfig:
     input: Optional[str] = None   # the CSV or Parquet file to score (relative: from the project root)
@@ -214,7 +216,6 @@ class InferConfig:
     shard: int = 0                # this job's shard (sweep it: infer.shard=0,1,2,3)
     shards: int = 1               # how many shards the input is split into
     progress: bool = True         # progress bar with rows/s
-
 
 # %% ../nbs/00_schema.ipynb #0b9d4e50
 @dataclass
