@@ -69,6 +69,7 @@ def _from_run_dir(d: Path) -> tuple[dict, dict]:
     if not f.is_file(): raise DriftError(f"run {rec.get('id', d.name)} ({rec.get('job', '?')}) has no reference_stats.json: name a train run")
     return json.loads(f.read_text()), dict(run=rec.get("id", d.name), job=rec.get("job"), run_dir=str(d))
 
+# %% ../nbs/47_monitor.ipynb #2223859a
 def _from_registry(ref: str, registry_dir) -> tuple[dict, dict]:
     if registry_dir is None or not (Path(registry_dir)/"registry.db").is_file():
         raise DriftError(f"no model registry at {registry_dir} (registry.path)")
@@ -78,6 +79,7 @@ def _from_registry(ref: str, registry_dir) -> tuple[dict, dict]:
     meta = dict(registry=str(registry_dir), version=mv.name, alias=ref if ref.lstrip("vV") != str(mv.version) else None, run=mv.run_id)
     return mv.reference_stats, {k: v for k, v in meta.items() if v is not None}
 
+# %% ../nbs/47_monitor.ipynb #f7842aa8
 def load_reference(
     ref: str,                                  # a path, run id (prefix), registry version or alias
     runs_dir: str | Path | None = None,        # where runs live (default: paths.runs_dir)
