@@ -32,6 +32,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except Exception as e: raise DriftError(f"{path} cannot be read as {p.suffix[1:]}: {type(e).__name__}: {e}") from None
     raise DriftError(f"{path}: unknown file type {p.suffix!r}; use one of {', '.join(TABLE_SUFFIXES)} or a prediction-log directory")
 
+# %% ../nbs/47_monitor.ipynb #65d6c45d
 def with_inputs(outputs: pd.DataFrame, inputs: pd.DataFrame) -> pd.DataFrame:
     "A batch output joined with the input rows it scored (by its `row` column, else by position)"
     if "row" in outputs:
