@@ -115,7 +115,28 @@ def quarantine_path(output: str | Path) -> Path:
     output = Path(output)
     return output.with_name(output.with_suffix("").name + ".quarantine.csv")
 
-# %% ../nbs/48_batch.ipynb #8b7140b2
+# %% ../nbs/48_batch.ipynb #cba0504e
+def _score_chunk(model: OnnxModel, rows: np.ndarray, frame: pd.DataFrame, margin: float | None,
+                 writer: TableWriter, qwriter: TableWriter, kinds: Counter) -> int:
+    "Write one chunk's predictions and quarantined rows, count its problems in `kinds`; return its number of invalid rows"
+    schema = model.schema
+    x, ok, why = check_frame(frame, schema, margin)
+    if len(x): writer.write(pd.concat([pd.DataFrame({"row": rows[ok]}), prediction_frame(model.predict(x), schema, model.version)], axis=1))
+    if not ok.all():
+        q = frame[~ok].astype(str).reset_index(drop=True)
+        qwriter.write(pd.concat([pd.DataFrame({"row": rows[~ok], "reason": why[~ok]}), q], axis=1))
+        kinds.update(map(_kind_of, why[~ok]))
+    return int((~ok).sum())
+
+def _kind_of(reason: str) -> str:
+    "'feature: kind' of a row's first problem (missing column, missing, not a number, inf, out of range)"
+    r = reason.split(";")[0]
+    return r.split("'")[1] + ": " + _problem(r)
+
+def _problem(r: str) -> str:
+    return "missing column" if r.startswith("missing column") else "missing" if "missing or NaN" in r else "not a number" if "not a number" in r else "inf" if r.endswith("is inf") else "out of range"
+
+# %% ../nbs/48_batch.ipynb #fd578c38
 def batch_infer(
     model: OnnxModel,                 # the loaded model (its metadata carries the input schema)
     input: str | Path,                # a .csv, .csv.gz or .parquet file
@@ -135,13 +156,8 @@ def batch_infer(
     try:
         with tqdm(desc=f"infer {Path(input).name}", unit="rows", unit_scale=True, disable=not progress, mininterval=1) as bar:
             for rows, frame in read_chunks(input, chunk_size, shard, shards):
-                x, ok, why = check_frame(frame, schema, margin)
-                if len(x): writer.write(pd.concat([pd.DataFrame({"row": rows[ok]}), prediction_frame(model.predict(x), schema, model.version)], axis=1))
-                if not ok.all():
-                    q = frame[~ok].astype(str).reset_index(drop=True)
-                    qwriter.write(pd.concat([pd.DataFrame({"row": rows[~ok], "reason": why[~ok]}), q], axis=1))
-                    kinds.update(map(_kind_of, why[~ok]))
-                n += len(frame); bad += int((~ok).sum()); bar.update(len(frame))
+                bad += _score_chunk(model, rows, frame, margin, writer, qwriter, kinds)
+                n += len(frame); bar.update(len(frame))
         secs = time.perf_counter() - t0
         summary = dict(rows=n, predicted=n - bad, quarantined=bad, bad_share=bad / n if n else 0.0, reasons=dict(kinds.most_common(10)),
                        output=str(out), quarantine=str(qpath) if bad else None, model_version=model.version, model_sha256=model.sha256,
@@ -158,14 +174,6 @@ def batch_infer(
     except BaseException:
         writer.abort(); qwriter.abort() if Path(qwriter.tmp).exists() else None
         raise
-
-def _kind_of(reason: str) -> str:
-    "'feature: kind' of a row's first problem (missing column, missing, not a number, inf, out of range)"
-    r = reason.split(";")[0]
-    return r.split("'")[1] + ": " + _problem(r)
-
-def _problem(r: str) -> str:
-    return "missing column" if r.startswith("missing column") else "missing" if "missing or NaN" in r else "not a number" if "not a number" in r else "inf" if r.endswith("is inf") else "out of range"
 
 # %% ../nbs/48_batch.ipynb #81851fec
 def check_shards(output: str | Path, shards: int, merge: bool = False) -> dict:

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+from fastcore.basics import patch
+
 from .atomic import write_atomic
 
 # %% auto #0
@@ -59,7 +61,7 @@ class BlobStore:
         self.get(sha, what)
         return self.path(sha)
 
-# %% ../nbs/32_registry.ipynb #e0869a6a
+# %% ../nbs/32_registry.ipynb #bc45e5c4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (version INTEGER PRIMARY KEY, onnx_sha256 TEXT NOT NULL, torch_sha256 TEXT,
     run_id TEXT, data_version TEXT, created TEXT NOT NULL, created_by TEXT NOT NULL, record TEXT NOT NULL);
@@ -70,6 +72,7 @@ CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT 
 
 def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
+# %% ../nbs/32_registry.ipynb #1b4d73e1
 class SqliteStore:
     "Versions, aliases and the audit trail in one SQLite file (WAL, one transaction per change)"
     def __init__(self, path: str | Path, timeout: float = 30.0):
@@ -104,7 +107,7 @@ class SqliteStore:
         if c is not None: return dict(c.execute("SELECT name, version FROM aliases ORDER BY name"))
         with self._connect() as c: return self.aliases(c)
 
-# %% ../nbs/32_registry.ipynb #f1586b60
+# %% ../nbs/32_registry.ipynb #24fe1701
 def _add_version(self, record: dict, who: str, alias: str = "candidate") -> int:
     "Store `record` as the next version and point `alias` at it; returns the version number"
     with self.transaction() as c:
@@ -129,6 +132,9 @@ def _move_aliases(self, plan, who: str, action: str, reason: str | None = None) 
         for alias, to in moves: _move(c, alias, to, who, action, reason)
     return moves
 
+SqliteStore.add_version, SqliteStore.move_aliases = _add_version, _move_aliases
+
+# %% ../nbs/32_registry.ipynb #c796ab4e
 def _record(self, version: int) -> dict | None:
     with self._connect() as c: row = c.execute("SELECT record FROM versions WHERE version = ?", (version,)).fetchone()
     return json.loads(row[0]) if row else None
@@ -141,8 +147,7 @@ def _history(self) -> list[dict]:
         c.row_factory = sqlite3.Row
         return [dict(r) for r in c.execute("SELECT * FROM audit ORDER BY id")]
 
-SqliteStore.add_version, SqliteStore.move_aliases, SqliteStore.record, SqliteStore.records, SqliteStore.history = \
-    _add_version, _move_aliases, _record, _records, _history
+SqliteStore.record, SqliteStore.records, SqliteStore.history = _record, _records, _history
 
 # %% ../nbs/32_registry.ipynb #f82353d5
 @dataclass
@@ -177,7 +182,7 @@ class ModelVersion:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
-# %% ../nbs/32_registry.ipynb #a62b51fd
+# %% ../nbs/32_registry.ipynb #01cfb40c
 ALIASES = ("candidate", "production", "previous")
 
 def default_user() -> str:
@@ -188,6 +193,7 @@ def default_user() -> str:
 
 def _bytes(x: bytes | str | Path) -> bytes: return x if isinstance(x, bytes) else Path(x).read_bytes()
 
+# %% ../nbs/32_registry.ipynb #e3ca4674
 class ModelRegistry:
     "Model versions, aliases and their audit trail in a directory: `registry.db` and `blobs/<sha256>`"
     def __init__(self, path: str | Path):
@@ -213,23 +219,26 @@ class ModelRegistry:
         "Every alias move, oldest first: id, at, who, action, alias, from_version, to_version, reason"
         return self.store.history()
 
-    def _number(self, ref: int | str) -> int:
-        if isinstance(ref, int) and not isinstance(ref, bool): return ref
-        s = str(ref).strip()
-        if s.lstrip("vV").isdigit(): return int(s.lstrip("vV"))
-        aliases = self.aliases()
-        if s in aliases: return aliases[s]
-        known = ", ".join(f"{k}=v{v}" for k, v in aliases.items()) or "none yet"
-        raise RegistryError(f"no version or alias {ref!r} in {self.path} (aliases: {known})")
+# %% ../nbs/32_registry.ipynb #c76cc4f1
+@patch
+def _number(self: ModelRegistry, ref: int | str) -> int:
+    if isinstance(ref, int) and not isinstance(ref, bool): return ref
+    s = str(ref).strip()
+    if s.lstrip("vV").isdigit(): return int(s.lstrip("vV"))
+    aliases = self.aliases()
+    if s in aliases: return aliases[s]
+    known = ", ".join(f"{k}=v{v}" for k, v in aliases.items()) or "none yet"
+    raise RegistryError(f"no version or alias {ref!r} in {self.path} (aliases: {known})")
 
-    def get(self, ref: int | str) -> ModelVersion:
-        "A version by number (`3`, `'v3'`) or alias (`'production'`)"
-        n = self._number(ref)
-        rec = self.store.record(n)
-        if rec is None: raise RegistryError(f"no version v{n} in {self.path} (versions: {', '.join(v.name for v in self.versions()) or 'none yet'})")
-        return ModelVersion.from_dict(rec)
+@patch
+def get(self: ModelRegistry, ref: int | str) -> ModelVersion:
+    "A version by number (`3`, `'v3'`) or alias (`'production'`)"
+    n = self._number(ref)
+    rec = self.store.record(n)
+    if rec is None: raise RegistryError(f"no version v{n} in {self.path} (versions: {', '.join(v.name for v in self.versions()) or 'none yet'})")
+    return ModelVersion.from_dict(rec)
 
-# %% ../nbs/32_registry.ipynb #a761c3d4
+# %% ../nbs/32_registry.ipynb #bfff1401
 def _register(
     self,
     onnx_model: bytes | str | Path,           # the exported ONNX file (bytes or path)
@@ -258,6 +267,7 @@ def _register(
                provenance=provenance or {}, export=export or {}, links=links or {})
     return self.get(self.store.add_version(rec, who))
 
+# %% ../nbs/32_registry.ipynb #372c2856
 def _onnx_bytes(self, ref: int | str) -> bytes:
     "The verified ONNX bytes of a version"
     v = self.get(ref)

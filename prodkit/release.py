@@ -18,7 +18,7 @@ from .evaluate import classification_metrics
 from .gates import evaluate_gates, gate_failures, gates_passed, leakage_rows
 from .model import Classifier, load_model, to_tensors, weights_sha256
 from .onnx import ExportSettings, export_onnx, onnx_metadata, onnx_predict, ort_session, parity_report, speed_table
-from .registry import ModelRegistry
+from .registry import ModelRegistry, ModelVersion
 from .runs import RunNotFound, RunRecord, find_run, list_runs
 from .atomic import write_atomic, write_json
 
@@ -122,7 +122,26 @@ def _measure(cfg: DictConfig, trained: TrainedRun, onnx_bytes: bytes, facts: dic
                     model_mb=facts["mb"], leakage_rows=leakage_rows(trained.split.train, trained.split.test, feats))
     return measured, parity, speed
 
-# %% ../nbs/33_release.ipynb #798399c3
+# %% ../nbs/33_release.ipynb #5fce93b1
+def _log_onnx_artifact(tracker, trained: TrainedRun, path: Path, metadata: dict) -> dict:
+    "Log the ONNX file as a model artifact when a tracker is running; returns the links to record (none without one)"
+    if tracker is None or not tracker.run_id: return {}
+    name = f"{trained.cfg.data.name}-{trained.cfg.model.name}-onnx"
+    tracker.log_artifact(path, "model", name, metadata=metadata)
+    return dict(wandb_run_id=tracker.run_id, wandb_dir=str(tracker.path), wandb_artifact=f"{name}:latest")
+
+def _register_once(reg: ModelRegistry, trained: TrainedRun, onnx_bytes: bytes, sha: str, measured: dict, gates: list,
+                   parity: dict, facts: dict, speed: list, links: dict) -> tuple[ModelVersion, bool]:
+    "(the version, True if it was released before): same file, run and gate verdicts reuse the earlier version"
+    rec = trained.record
+    verdict = lambda gs: [(g["gate"], g["passed"]) for g in gs]
+    same = [v for v in reg.versions() if v.onnx_sha256 == sha and v.run_id == rec.id and verdict(v.gates) == verdict(gates)]  # released before: reuse
+    v = same[-1] if same else reg.register(onnx_bytes, trained.path/"model.pt", metrics=measured, gates=gates, parity=parity,
+                                           reference_stats=trained.reference_stats, provenance=_provenance(rec),
+                                           export=dict(facts, speed=speed), links=links)
+    return v, bool(same)
+
+# %% ../nbs/33_release.ipynb #dee6635a
 def release(
     cfg: DictConfig,                   # a config with `export`, `gates` and `registry` groups
     trained: TrainedRun,               # from `load_train_run`
@@ -148,16 +167,9 @@ def release(
         write_json(out/"release.json", report, redacted=False)
         return report
     links, sha = dict(links or {}, train_run_id=rec.id, train_run_dir=rec.run_dir), hashlib.sha256(onnx_bytes).hexdigest()
-    if tracker is not None and tracker.run_id:
-        name = f"{trained.cfg.data.name}-{trained.cfg.model.name}-onnx"
-        tracker.log_artifact(out/"model.onnx", "model", name, metadata=dict(meta, onnx_sha256=sha, measured=measured, gates_passed=report["gates_passed"]))
-        links |= dict(wandb_run_id=tracker.run_id, wandb_dir=str(tracker.path), wandb_artifact=f"{name}:latest")
-    verdict = lambda gs: [(g["gate"], g["passed"]) for g in gs]
-    same = [v for v in reg.versions() if v.onnx_sha256 == sha and v.run_id == rec.id and verdict(v.gates) == verdict(gates)]  # released before: reuse
-    v = same[-1] if same else reg.register(onnx_bytes, trained.path/"model.pt", metrics=measured, gates=gates, parity=parity,
-                                           reference_stats=trained.reference_stats, provenance=_provenance(rec),
-                                           export=dict(facts, speed=speed), links=links)
-    report |= dict(version=v.version, already_registered=bool(same), links=links)
+    links |= _log_onnx_artifact(tracker, trained, out/"model.onnx", dict(meta, onnx_sha256=sha, measured=measured, gates_passed=report["gates_passed"]))
+    v, same = _register_once(reg, trained, onnx_bytes, sha, measured, gates, parity, facts, speed, links)
+    report |= dict(version=v.version, already_registered=same, links=links)
     if (cfg.registry.promote if promote is None else promote) and report["gates_passed"]:
         moves = reg.promote(v.version, reason=f"release of run {rec.id}: all {len(gates)} gates passed")
         report |= dict(promoted=True, alias_moves=moves)      # no moves: it already was production

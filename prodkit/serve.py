@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from fastcore.basics import patch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from .infer import InferenceError, ModelSchema, OnnxModel
@@ -94,7 +95,7 @@ class ServeMetrics:
         h = self.child(self.confidence, v)
         for lab, c in zip(labels, conf.tolist()): self.child(self.predictions, v, lab).inc(); h.observe(c)
 
-# %% ../nbs/41_serve.ipynb #b6e8f455
+# %% ../nbs/41_serve.ipynb #3f2e5d19
 class ModelState:
     "The registry's model for this service, reloaded on promotion or rollback; `current` is the snapshot requests use"
     def __init__(self, registry, cfg: Any):  # registry: a `prodkit.registry.ModelRegistry`; cfg: `serve` config
@@ -120,43 +121,49 @@ class ModelState:
             except Exception: continue
         return None
 
-    def load(self, aliases: dict) -> Served:
-        "A snapshot for `aliases`: `ref`'s model, else `fallback_ref`'s, else the baseline (or nothing)"
-        c, errors = self.cfg, []
-        for ref in (c.ref, c.fallback_ref):
-            if not ref: continue
-            try: m = self._load(ref, aliases)
-            except Exception as e: errors.append(f"{ref} {_name(ref, aliases)} failed to load: {type(e).__name__}: {e}"); continue
-            fb = ref != c.ref
-            reason = "; ".join(errors) + f"; answering with {ref} v{m.version}" if fb else None
-            return Served(m, ref, fb, reason, m.schema, _baseline(c, m.schema), self._canary(aliases, m), dict(aliases))
-        schema = self._schema(aliases)
-        why = "; ".join(errors) or "no model"
-        if c.on_no_model == "baseline" and schema is not None:
-            return Served(None, "baseline", True, why + "; the rule-based baseline answers", schema, _baseline(c, schema), None, dict(aliases))
-        return Served(None, "none", True, why + ("; no schema for a baseline" if c.on_no_model == "baseline" else "; service not ready"),
-                      schema, None, None, dict(aliases))
+# %% ../nbs/41_serve.ipynb #e006478f
+@patch
+def load(self: ModelState, aliases: dict) -> Served:
+    "A snapshot for `aliases`: `ref`'s model, else `fallback_ref`'s, else the baseline (or nothing)"
+    c, errors = self.cfg, []
+    for ref in (c.ref, c.fallback_ref):
+        if not ref: continue
+        try: m = self._load(ref, aliases)
+        except Exception as e: errors.append(f"{ref} {_name(ref, aliases)} failed to load: {type(e).__name__}: {e}"); continue
+        fb = ref != c.ref
+        reason = "; ".join(errors) + f"; answering with {ref} v{m.version}" if fb else None
+        return Served(m, ref, fb, reason, m.schema, _baseline(c, m.schema), self._canary(aliases, m), dict(aliases))
+    schema = self._schema(aliases)
+    why = "; ".join(errors) or "no model"
+    if c.on_no_model == "baseline" and schema is not None:
+        return Served(None, "baseline", True, why + "; the rule-based baseline answers", schema, _baseline(c, schema), None, dict(aliases))
+    return Served(None, "none", True, why + ("; no schema for a baseline" if c.on_no_model == "baseline" else "; service not ready"),
+                  schema, None, None, dict(aliases))
 
-    def _canary(self, aliases: dict, main: OnnxModel) -> OnnxModel | None:
-        c = self.cfg
-        if not c.canary_share or c.canary_ref not in aliases or aliases[c.canary_ref] == main.version: return None
-        try: return self._load(c.canary_ref, aliases)
-        except Exception as e: log.warning(f"canary {c.canary_ref} not loaded: {e}"); return None
+@patch
+def _canary(self: ModelState, aliases: dict, main: OnnxModel) -> OnnxModel | None:
+    c = self.cfg
+    if not c.canary_share or c.canary_ref not in aliases or aliases[c.canary_ref] == main.version: return None
+    try: return self._load(c.canary_ref, aliases)
+    except Exception as e: log.warning(f"canary {c.canary_ref} not loaded: {e}"); return None
 
-    def refresh(self, force: bool = False) -> bool:
-        "Reload if the aliases moved (or the last load was a fallback); swap atomically; True if the snapshot changed"
-        with self._lock:
-            try: aliases = self.registry.aliases()
-            except Exception as e: log.warning(f"registry unreadable, keeping v{self.current.version}: {e}"); return False
-            cur = self.current
-            if not force and aliases == cur.aliases and not cur.fallback: return False
-            new = self.load(aliases)
-            if new.version == cur.version and new.role == cur.role and new.reason == cur.reason and _v(new.canary) == _v(cur.canary):
-                self.current = new; return False
-            self.current, self.swaps = new, self.swaps + 1   # one assignment: requests hold the snapshot they started with
-            log.info(f"serving {new.role} v{new.version}" + (f" (fallback: {new.reason})" if new.fallback else ""))
-            return True
+# %% ../nbs/41_serve.ipynb #781bf254
+@patch
+def refresh(self: ModelState, force: bool = False) -> bool:
+    "Reload if the aliases moved (or the last load was a fallback); swap atomically; True if the snapshot changed"
+    with self._lock:
+        try: aliases = self.registry.aliases()
+        except Exception as e: log.warning(f"registry unreadable, keeping v{self.current.version}: {e}"); return False
+        cur = self.current
+        if not force and aliases == cur.aliases and not cur.fallback: return False
+        new = self.load(aliases)
+        if new.version == cur.version and new.role == cur.role and new.reason == cur.reason and _v(new.canary) == _v(cur.canary):
+            self.current = new; return False
+        self.current, self.swaps = new, self.swaps + 1   # one assignment: requests hold the snapshot they started with
+        log.info(f"serving {new.role} v{new.version}" + (f" (fallback: {new.reason})" if new.fallback else ""))
+        return True
 
+# %% ../nbs/41_serve.ipynb #bd571c73
 def _v(m): return m.version if m is not None else None
 def _name(ref: str, aliases: dict) -> str: return f"v{aliases[ref]}" if ref in aliases else "(not set)"
 def _baseline(c, schema: ModelSchema) -> Baseline | None:

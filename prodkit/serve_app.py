@@ -67,7 +67,7 @@ class ModelMetadata(BaseModel):
     outputs: list[dict[str, Any]]
     parameters: dict[str, Any]
 
-# %% ../nbs/44_serve_app.ipynb #61e83883
+# %% ../nbs/44_serve_app.ipynb #fab8ff2c
 async def read_json(request: Request, limit: int):
     "The request's JSON body, at most `limit` bytes; `InputError` (400, 413) otherwise"
     cl = request.headers.get("content-length")
@@ -80,6 +80,7 @@ async def read_json(request: Request, limit: int):
     try: return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as e: raise InputError(f"malformed JSON: {str(e)[:200]}", 400) from None
 
+# %% ../nbs/44_serve_app.ipynb #bc0d97e3
 NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
 def _tensor(t, ndim: tuple[int, ...]) -> np.ndarray:
@@ -95,6 +96,7 @@ def _tensor(t, ndim: tuple[int, ...]) -> np.ndarray:
     if arr.size != int(np.prod(shape)): raise InputError(f"input '{name}': shape {shape} needs {int(np.prod(shape))} values, data has {arr.size}")
     return arr.astype(np.float64).reshape(shape)
 
+# %% ../nbs/44_serve_app.ipynb #09afc0c1
 def v2_array(body, schema, max_batch: int, margin: float | None) -> np.ndarray:
     "float32 [n, F] from a v2 infer request; `InputError` names the input, feature and row"
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
@@ -137,7 +139,7 @@ class MetricsMiddleware:
             m.child(m.requests, route, str(status[0])).inc()
             m.child(m.latency, route).observe(time.perf_counter() - t0)
 
-# %% ../nbs/44_serve_app.ipynb #1a2de4ab
+# %% ../nbs/44_serve_app.ipynb #3249e3cd
 def settings(cfg) -> types.SimpleNamespace:
     "The `serve` config as a plain namespace (baseline kept as a dict)"
     from omegaconf import DictConfig, OmegaConf
@@ -152,6 +154,7 @@ def _set_gauges(state: ModelState, metrics: ServeMetrics) -> None:
     metrics.loaded.labels("canary").set(s.canary.version if s.canary else 0)
     metrics.ready.set(1 if s.ready else 0)
 
+# %% ../nbs/44_serve_app.ipynb #e9cfdea0
 def create_app(cfg, registry=None) -> ServeApp:
     "The service for `cfg` (the `serve` config); `registry` defaults to `ModelRegistry(cfg.registry)`"
     cfg = settings(cfg)
@@ -184,6 +187,7 @@ def create_app(cfg, registry=None) -> ServeApp:
     hot = Starlette(routes=_routes(app, state, metrics, cfg), exception_handlers={InputError: refused})
     return ServeApp(app, MetricsMiddleware(hot, metrics))
 
+# %% ../nbs/44_serve_app.ipynb #b1d42e76
 class ServeApp:
     "The service's ASGI app: prediction requests go straight to a lean Starlette app; everything else, lifespan included, to FastAPI"
     def __init__(self, api: FastAPI, hot):
@@ -195,7 +199,7 @@ class ServeApp:
 
 def _is_prediction(path: str) -> bool: return path == "/predict" or (path.startswith("/v2/models/") and path.endswith("/infer"))
 
-# %% ../nbs/44_serve_app.ipynb #6a687764
+# %% ../nbs/44_serve_app.ipynb #5b84e6e2
 def _json(model: BaseModel) -> Response: return Response(model.model_dump_json(), media_type="application/json")
 
 def _check_name(name: str, cfg) -> None:
@@ -209,8 +213,9 @@ def _predict_response(a, cfg) -> PredictResponse:
     return PredictResponse.model_construct(model_name=cfg.model_name, model_version=a.version, fallback=a.fallback, reason=a.reason,
                                            canary=a.canary, predictions=preds)
 
-def _routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg) -> list[Route]:
-    "Add the health, metadata and metrics routes to `app`; return the two prediction routes"
+# %% ../nbs/44_serve_app.ipynb #6e424756
+def _health_routes(app: FastAPI, state: ModelState, cfg) -> None:
+    "Add the health and server metadata routes to `app`"
     @app.get("/v2/health/live")
     async def live() -> dict: return {"live": True}
 
@@ -228,6 +233,9 @@ def _routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg) -> list
         _check_name(name, cfg); s = state.current
         return JSONResponse({"name": name, "ready": s.ready}, status_code=200 if s.ready else 503)
 
+# %% ../nbs/44_serve_app.ipynb #20d3746d
+def _metadata_routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg) -> None:
+    "Add the model metadata and Prometheus metrics routes to `app`"
     @app.get("/v2/models/{name}")
     async def model_metadata(name: str) -> ModelMetadata:
         _check_name(name, cfg); s = state.current
@@ -240,6 +248,17 @@ def _routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg) -> list
             parameters={"features": list(s.schema.features), "labels": list(s.schema.labels), "loaded_version": s.version,
                         "role": s.role, "fallback": s.fallback, "reason": s.reason, "aliases": s.aliases,
                         "canary_version": s.canary.version if s.canary else None})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        _set_gauges(state, metrics)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+# %% ../nbs/44_serve_app.ipynb #d8f1019a
+def _routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg) -> list[Route]:
+    "Add the health, metadata and metrics routes to `app`; return the two prediction routes"
+    _health_routes(app, state, cfg)
+    _metadata_routes(app, state, metrics, cfg)
 
     async def infer(request: Request) -> Response:
         name = request.path_params["name"]
@@ -260,11 +279,6 @@ def _routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg) -> list
         if not s.ready: raise _not_ready(s)
         body = await read_json(request, cfg.max_body_bytes)
         return _json(_predict_response(answer(s, records_to_array(body, s.schema, cfg.max_batch, cfg.range_margin), cfg, metrics), cfg))
-
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        _set_gauges(state, metrics)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # The two prediction routes are served by a plain Starlette app (see `create_app`): FastAPI's per-route machinery
     # (dependency solving, response validation) and middleware (telemetry, body limit) cost ~150 us a request here,
