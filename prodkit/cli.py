@@ -130,6 +130,7 @@ def runs(job, status, last, runs_dir):
                   fmt_metrics(r.metrics)] for r in found])
     return 0
 
+# %% ../nbs/90_cli.ipynb #9c1b8a74
 @cli.command()
 @click.argument("run")
 @click.option("--brief", is_flag=True, help="a summary instead of the whole record")
@@ -142,6 +143,7 @@ def show(run, brief, runs_dir):
     else: print(json.dumps({k: v for k, v in asdict(rec).items() if k != "cached"}, indent=2, ensure_ascii=False))
     return 0
 
+# %% ../nbs/90_cli.ipynb #6762c579
 @cli.command("reproduce")
 @click.argument("run")
 @click.option("--rtol", type=float, default=0.0, show_default=True, help=documented(reproduce, "rtol"))

@@ -32,6 +32,7 @@ def _fail(msg: str):
     click.echo(f"prodkit drift: {msg}", err=True)
     click.get_current_context().exit(CHECK_FAILED)
 
+# %% ../nbs/87_cli_monitor.ipynb #9425d6b1
 @click.command("drift", cls=_ExitThree)
 @click.argument("reference")
 @click.argument("current")

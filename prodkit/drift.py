@@ -109,6 +109,7 @@ class FeatureDrift:
     def drifted(self) -> bool: return self.status != "none"
     def to_dict(self) -> dict: return asdict(self)
 
+# %% ../nbs/42_drift.ipynb #4f8c9f55
 def judge(f: FeatureDrift, cfg: DriftConfig) -> FeatureDrift:
     "Set `f.status` and `f.reasons` from its measurements and the thresholds"
     def flag(level, why): f.status = _worse(f.status, level); f.reasons.append(why)
@@ -245,6 +246,7 @@ class DriftResult:
         d = asdict(self)
         return d | dict(exit_code=self.exit_code, n_features=len(self.features), n_drifted=len(self.drifted), summary=self.summary())
 
+# %% ../nbs/42_drift.ipynb #ffd25066
 def compare(
     reference: dict,                  # reference statistics (`reference_stats.json`)
     current: pd.DataFrame,            # the rows to check

@@ -60,12 +60,14 @@ def _rows(features: list[FeatureDrift]) -> str:
         f'<td>{f.missing_ref:.1%} &rarr; {f.missing_cur:.1%}</td><td>{f.rows}</td><td>{e("; ".join(f.reasons))}</td></tr>'
         for f in sorted(features, key=_rank))
 
+# %% ../nbs/45_drift_report.ipynb #ca7fa435
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1200px}
 .banner{padding:12px 16px;border-radius:6px;color:#fff;font-size:1.2em}
 table{border-collapse:collapse;font-size:13px;margin:8px 0 20px}th,td{border:1px solid #ddd;padding:3px 7px;text-align:left}
 th{background:#f3f3f3}tr.warn td:nth-child(3){color:#ef6c00}tr.alert td:nth-child(3){color:#c62828}
 .meta td:first-child{font-weight:600}figure{display:inline-block;margin:6px}img{border:1px solid #eee}"""
 
+# %% ../nbs/45_drift_report.ipynb #8116859f
 def render_html(result: DriftResult, title: str = "Drift report") -> str:
     "The report as one self-contained HTML page"
     e = html.escape

@@ -28,6 +28,7 @@ def skip_slow_optional_imports() -> None:
     import sys
     sys.modules.setdefault("rfc3987_syntax", None)
 
+# %% ../nbs/24_kernel.ipynb #83d93712
 @functools.cache
 def _register_engine():
     "Register prodkit's papermill engine (once per process)"

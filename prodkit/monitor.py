@@ -32,6 +32,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except Exception as e: raise DriftError(f"{path} cannot be read as {p.suffix[1:]}: {type(e).__name__}: {e}") from None
     raise DriftError(f"{path}: unknown file type {p.suffix!r}; use one of {', '.join(TABLE_SUFFIXES)} or a prediction-log directory")
 
+# %% ../nbs/47_monitor.ipynb #65d6c45d
 def with_inputs(outputs: pd.DataFrame, inputs: pd.DataFrame) -> pd.DataFrame:
     "A batch output joined with the input rows it scored (by its `row` column, else by position)"
     if "row" in outputs:
@@ -69,6 +70,7 @@ def _from_run_dir(d: Path) -> tuple[dict, dict]:
     if not f.is_file(): raise DriftError(f"run {rec.get('id', d.name)} ({rec.get('job', '?')}) has no reference_stats.json: name a train run")
     return json.loads(f.read_text()), dict(run=rec.get("id", d.name), job=rec.get("job"), run_dir=str(d))
 
+# %% ../nbs/47_monitor.ipynb #2223859a
 def _from_registry(ref: str, registry_dir) -> tuple[dict, dict]:
     if registry_dir is None or not (Path(registry_dir)/"registry.db").is_file():
         raise DriftError(f"no model registry at {registry_dir} (registry.path)")
@@ -78,6 +80,7 @@ def _from_registry(ref: str, registry_dir) -> tuple[dict, dict]:
     meta = dict(registry=str(registry_dir), version=mv.name, alias=ref if ref.lstrip("vV") != str(mv.version) else None, run=mv.run_id)
     return mv.reference_stats, {k: v for k, v in meta.items() if v is not None}
 
+# %% ../nbs/47_monitor.ipynb #f7842aa8
 def load_reference(
     ref: str,                                  # a path, run id (prefix), registry version or alias
     runs_dir: str | Path | None = None,        # where runs live (default: paths.runs_dir)

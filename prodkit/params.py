@@ -73,6 +73,7 @@ def _assignments(cell) -> list[tuple[str, str, str | None]]:
             out.append((node.target.id, ast.get_source_segment(src, node.value), _annotation(node.annotation)))
     return out
 
+# %% ../nbs/23_params.ipynb #a331fb1e
 def declared_parameters(nb) -> dict[str, Parameter] | None:
     "The parameters a Python notebook's `parameters` cell assigns, in order, `cfg` aside; None: no parameters cell"
     i = parameters_cell(nb)
@@ -106,6 +107,7 @@ def _any_of(anns, value) -> bool | None:
     r = [_accepts(a, value) for a in anns]
     return True if True in r else None if None in r else False
 
+# %% ../nbs/23_params.ipynb #50ad42c4
 def _accepts(ann: ast.expr, value) -> bool | None:
     "Whether `value` fits the annotation; None when prodkit cannot tell"
     if isinstance(ann, ast.Constant):

@@ -39,6 +39,7 @@ class Step:
     job: str                                    # a job in conf/job, or a notebook path
     overrides: list = field(default_factory=list)   # Hydra overrides; may interpolate earlier steps
 
+# %% ../nbs/50_pipeline.ipynb #c21f2490
 def pipeline_file(name: str) -> Path:
     "`conf/pipeline/<name>.yaml`, or `name` itself if it is a YAML file"
     p = Path(name)
@@ -56,6 +57,7 @@ def _job(job: str) -> str | None:
         return str(p) if p.is_file() else None
     return job if (project_root()/"conf"/"job"/f"{job}.yaml").is_file() else None
 
+# %% ../nbs/50_pipeline.ipynb #49a7e99c
 def load_pipeline(name: str) -> tuple[Path, str, list[Step]]:
     "The pipeline file, its description and its checked steps"
     f = pipeline_file(name)
@@ -161,6 +163,7 @@ def run_pipeline(
     rec.save()
     return rec
 
+# %% ../nbs/50_pipeline.ipynb #595310c1
 def list_pipelines(runs_dir: str | Path, name: str | None = None) -> list[PipelineRecord]:
     "Pipeline records under `runs_dir`, oldest first"
     out = []

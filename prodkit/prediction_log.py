@@ -136,6 +136,7 @@ def _write_parquet(self: PredictionLog, rows: list[dict]) -> None:
     pd.DataFrame(rows).to_parquet(buf, index=False)
     write_atomic(self._new_name(), buf.getvalue(), fsync=self.fsync)
 
+# %% ../nbs/43_prediction_log.ipynb #3b7bc724
 @patch
 def flush(self: PredictionLog) -> int:
     "Write the rows in memory now; returns how many"
@@ -157,6 +158,7 @@ def __enter__(self: PredictionLog): return self
 @patch
 def __exit__(self: PredictionLog, *exc): self.close()
 
+# %% ../nbs/43_prediction_log.ipynb #2e0879a1
 def log_files(directory: str | Path) -> list[Path]:
     "The log's files, oldest first (temporary files of a write in progress excluded)"
     return sorted(p for p in Path(directory).glob("predictions-*") if p.suffix in (".jsonl", ".parquet"))

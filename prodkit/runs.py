@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from enum import IntEnum
 from pathlib import Path
 
+from fastcore.basics import patch
+
 from .atomic import write_json
 
 # %% auto #0
@@ -71,17 +73,19 @@ class RunRecord:
     pid: int = 0
     host: str = ""
 
-    @property
-    def path(self) -> Path: return Path(self.run_dir)
+# %% ../nbs/21_runs.ipynb #96c8d26c
+@patch(as_prop=True)
+def path(self: RunRecord) -> Path: return Path(self.run_dir)
 
-    def save(self) -> Path:
-        "Write `run.json` atomically, environment secrets scrubbed (its config parts are redacted when made)"
-        return write_json(self.path/"run.json", {k: v for k, v in asdict(self).items() if k != "cached"}, redacted=False)
+@patch
+def save(self: RunRecord) -> Path:
+    "Write `run.json` atomically, environment secrets scrubbed (its config parts are redacted when made)"
+    return write_json(self.path/"run.json", {k: v for k, v in asdict(self).items() if k != "cached"}, redacted=False)
 
-    @classmethod
-    def load(cls, run_dir: str | Path) -> RunRecord:
-        "Read a run's `run.json`, checked field by field; `RecordError` naming the file if it is damaged"
-        return cls(**checked_record(Path(run_dir)/"run.json"))
+@patch(cls_method=True)
+def load(cls: RunRecord, run_dir: str | Path) -> RunRecord:
+    "Read a run's `run.json`, checked field by field; `RecordError` naming the file if it is damaged"
+    return cls(**checked_record(Path(run_dir)/"run.json"))
 
 # %% ../nbs/21_runs.ipynb #17177690
 class RecordError(ValueError):

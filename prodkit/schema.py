@@ -13,7 +13,7 @@ from omegaconf import MISSING
 # %% auto #0
 __all__ = ['PathsConfig', 'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec', 'DataConfig', 'ModelConfig', 'Optimizer',
            'Monitor', 'TrainConfig', 'TrackingMode', 'TrackingConfig', 'JobConfig', 'ParityConfig', 'SpeedConfig',
-           'ExportConfig', 'GatesConfig', 'RegistryConfig', 'PredictionLogConfig', 'BaselineRule', 'BaselineConfig',
+           'ExportConfig', 'GatesConfig', 'RegistryConfig', 'BaselineRule', 'BaselineConfig', 'PredictionLogConfig',
            'ServeConfig', 'InferConfig', 'DriftConfig', 'ProdkitConfig']
 
 # %% ../nbs/00_schema.ipynb #7a1edd72
@@ -168,7 +168,20 @@ class RegistryConfig:
     path: str = MISSING        # directory holding registry.db and blobs/ (relative: from paths.root)
     promote: bool = True       # the release job promotes a version that passes its gates
 
-# %% ../nbs/00_schema.ipynb #4715c83b
+# %% ../nbs/00_schema.ipynb #2f9aa3ec
+@dataclass
+class BaselineRule:
+    feature: str = MISSING        # a model feature
+    above: float = MISSING        # the rule fires when the feature's value is above this
+    label: str = MISSING          # the label it then answers
+
+@dataclass
+class BaselineConfig:
+    rules: list[BaselineRule] = field(default_factory=list)  # tried in order; the first that fires answers
+    default: str = "0"            # the label when no rule fires
+    confidence: float = 0.6       # the probability the baseline gives its label (the rest is spread over the others)
+
+# %% ../nbs/00_schema.ipynb #b5d67cfb
 @dataclass
 class PredictionLogConfig:
     enabled: bool = False         # log a sample of the answered requests (inputs, prediction, confidence, version, time)
@@ -183,19 +196,7 @@ class PredictionLogConfig:
     drift_window: int = 1000      # /metrics drift: the newest this many logged rows ...
     drift_seconds: float = 30.0   # ... recomputed this often (in the poll loop)
 
-# %% ../nbs/00_schema.ipynb #2f9aa3ec
-@dataclass
-class BaselineRule:
-    feature: str = MISSING        # a model feature
-    above: float = MISSING        # the rule fires when the feature's value is above this
-    label: str = MISSING          # the label it then answers
-
-@dataclass
-class BaselineConfig:
-    rules: list[BaselineRule] = field(default_factory=list)  # tried in order; the first that fires answers
-    default: str = "0"            # the label when no rule fires
-    confidence: float = 0.6       # the probability the baseline gives its label (the rest is spread over the others)
-
+# %% ../nbs/00_schema.ipynb #945f17f0
 @dataclass
 class ServeConfig:
     registry: str = MISSING       # the model registry directory (registry.db + blobs/)
@@ -218,6 +219,7 @@ class ServeConfig:
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     log: PredictionLogConfig = field(default_factory=PredictionLogConfig)
 
+# %% ../nbs/00_schema.ipynb #fdd7326e
 @dataclass
 class InferConfig:
     input: Optional[str] = None   # the CSV or Parquet file to score (relative: from the project root)
@@ -230,7 +232,6 @@ class InferConfig:
     shard: int = 0                # this job's shard (sweep it: infer.shard=0,1,2,3)
     shards: int = 1               # how many shards the input is split into
     progress: bool = True         # progress bar with rows/s
-
 
 # %% ../nbs/00_schema.ipynb #0b9d4e50
 @dataclass

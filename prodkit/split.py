@@ -120,6 +120,7 @@ def quantile_bins(v: np.ndarray, n: int = DRIFT_BINS) -> dict:
     counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
     return dict(edges=[float(e) for e in edges], counts=[int(c) for c in counts])
 
+# %% ../nbs/11_split.ipynb #80b77ac5
 def column_stats(x: pd.Series, bins: int = 20) -> dict:
     "Summary of one column: quantiles and a histogram if numeric, value counts otherwise"
     present = x.dropna()
@@ -137,6 +138,7 @@ def column_stats(x: pd.Series, bins: int = 20) -> dict:
                       quantile_bins=quantile_bins(v),
                       quantile_sample=[float(q) for q in np.quantile(v, (np.arange(k) + 0.5) / k)])
 
+# %% ../nbs/11_split.ipynb #c3b78ec2
 def reference_stats(
     frame: pd.DataFrame,            # the training rows
     cfg: DictConfig,                # the data config
