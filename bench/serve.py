@@ -1,6 +1,6 @@
 """Load test of the online service on loopback: p50/p99 latency and requests/s at 1, 8 and 64 concurrent clients,
 for `/predict` and the v2 infer route of `prodkit serve`, next to a bare Starlette app calling onnxruntime directly
-on the same model, in the same run. Bounded: each (route, clients) point stops after REQUESTS requests or SECONDS
+on the same model, in the same run, and `/predict` of a second `prodkit serve` that logs every request (serve.log.sample=1: the prediction log's worst case). Bounded: each (route, clients) point stops after REQUESTS requests or SECONDS
 seconds, split into ROUNDS rounds that alternate between the targets. Writes bench/results/serve.json. The load generator shares the machine's cores with the servers."""
 import asyncio, importlib.util, json, os, signal, socket, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -79,25 +79,28 @@ def main():
     data = export_onnx(m, ExportSettings(dynamo=False), onnx_metadata(m, {"columns": {f: {"min": -5, "max": 5} for f in feats}}))[0]
     (d/"model.onnx").write_bytes(data)
     reg = ModelRegistry(d/"registry"); reg.register(data); reg.promote(1)
-    ours, bare = free_port(), free_port()
+    ours, bare, logged = free_port(), free_port(), free_port()
     env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
     procs = [subprocess.Popen([str(Path(sys.executable).parent/"prodkit"), "serve", "--port", str(ours),
                                f"serve.registry={reg.path}", "serve.poll_seconds=5"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-             subprocess.Popen([sys.executable, "-c", BARE, str(d/"model.onnx"), str(bare)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+             subprocess.Popen([sys.executable, "-c", BARE, str(d/"model.onnx"), str(bare)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+             subprocess.Popen([str(Path(sys.executable).parent/"prodkit"), "serve", "--port", str(logged), f"serve.registry={reg.path}", "serve.poll_seconds=5",
+                               "serve.log.enabled=true", f"serve.log.dir={d/'prediction_log'}", "serve.log.sample=1.0"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    proc_of = {ours: procs[0], bare: procs[1], logged: procs[2]}
     try:
-        wait(ours); wait(bare); time.sleep(1)
+        wait(ours); wait(bare); wait(logged); time.sleep(1)
         rec = dict(zip(feats, np.random.default_rng(0).normal(size=FEATURES).round(4).tolist()))
         v2 = {"inputs": [{"name": "input", "shape": [1, FEATURES], "datatype": "FP32", "data": list(rec.values())}]}
         targets = [("bare Starlette + ORT", bare, "/predict", rec), ("prodkit /predict", ours, "/predict", rec),
-                   ("prodkit v2 infer", ours, "/v2/models/prodkit/infer", v2)]
+                   ("prodkit v2 infer", ours, "/v2/models/prodkit/infer", v2), ("prodkit /predict, log all", logged, "/predict", rec)]
         results = []
         for clients in CLIENTS:
             lat, secs, cpu = {t[0]: [] for t in targets}, {t[0]: 0.0 for t in targets}, {t[0]: 0.0 for t in targets}
             for _ in range(ROUNDS):
                 for name, port, path, body in targets:
-                    c0 = server_cpu(procs[0 if port == ours else 1])
+                    c0 = server_cpu(proc_of[port])
                     secs[name] += asyncio.run(round_(port, path, json.dumps(body).encode(), clients, REQUESTS // ROUNDS, SECONDS / ROUNDS, lat[name]))
-                    cpu[name] += server_cpu(procs[0 if port == ours else 1]) - c0
+                    cpu[name] += server_cpu(proc_of[port]) - c0
             for name, *_ in targets:
                 r = {**summary(lat[name], secs[name]), "server_cpu_us_per_request": round(cpu[name] / max(len(lat[name]), 1) * 1e6)}
                 results.append(dict(target=name, clients=clients, **r)); print(f"{name:22s} {clients:3d} clients: {r}", flush=True)

@@ -63,8 +63,11 @@ def infer_shards(output, shards, merge):
 def serve(overrides, host, port, workers, registry):
     "Serve the registry's production model: Open Inference Protocol (v2) routes, /predict, /metrics"
     from prodkit.serve_app import run_server
+    from prodkit.prediction_log import pii_columns
     from omegaconf import OmegaConf
-    c = _compose(overrides).serve
+    full = _compose(overrides); c = full.serve
+    if c.log.pii is None: c.log.pii = pii_columns(full.data)   # the data schema's `pii: true` columns: hashed or dropped in the prediction log
+    c = OmegaConf.create(OmegaConf.to_container(c, resolve=True))   # resolved while the root config is there (the merge below detaches it)
     if registry: c = OmegaConf.merge(c, {"registry": str(Path(registry).resolve())})
     run_server(c, workers=workers, host=host, port=port)
 

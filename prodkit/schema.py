@@ -13,8 +13,8 @@ from omegaconf import MISSING
 # %% auto #0
 __all__ = ['PathsConfig', 'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec', 'DataConfig', 'ModelConfig', 'Optimizer',
            'Monitor', 'TrainConfig', 'TrackingMode', 'TrackingConfig', 'JobConfig', 'ParityConfig', 'SpeedConfig',
-           'ExportConfig', 'GatesConfig', 'RegistryConfig', 'BaselineRule', 'BaselineConfig', 'ServeConfig',
-           'InferConfig', 'DriftConfig', 'ProdkitConfig']
+           'ExportConfig', 'GatesConfig', 'RegistryConfig', 'BaselineRule', 'BaselineConfig', 'PredictionLogConfig',
+           'ServeConfig', 'InferConfig', 'DriftConfig', 'ProdkitConfig']
 
 # %% ../nbs/00_schema.ipynb #7a1edd72
 @dataclass
@@ -181,6 +181,21 @@ class BaselineConfig:
     default: str = "0"            # the label when no rule fires
     confidence: float = 0.6       # the probability the baseline gives its label (the rest is spread over the others)
 
+# %% ../nbs/00_schema.ipynb #b5d67cfb
+@dataclass
+class PredictionLogConfig:
+    enabled: bool = False         # log a sample of the answered requests (inputs, prediction, confidence, version, time)
+    dir: Optional[str] = None     # the log's directory (conf: `${paths.runs_dir}/prediction_log`)
+    format: str = "jsonl"         # jsonl (appended per batch, rotated) or parquet (a file per batch)
+    sample: float = 0.1           # share of requests logged (decided by the request id)
+    batch_size: int = 200         # rows per write: a crash loses at most this many
+    flush_seconds: float = 5.0    # rows waiting longer than this are written by the poll loop
+    keep_files: Optional[int] = 500  # older log files beyond this many are deleted; None: keep all
+    pii: Optional[list[str]] = None  # columns hashed or dropped; None: the data schema's `pii: true` columns
+    pii_mode: str = "hash"        # hash (salted: `$PRODKIT_PII_SALT`) or drop
+    drift_window: int = 1000      # /metrics drift: the newest this many logged rows ...
+    drift_seconds: float = 30.0   # ... recomputed this often (in the poll loop)
+
 # %% ../nbs/00_schema.ipynb #945f17f0
 @dataclass
 class ServeConfig:
@@ -202,6 +217,7 @@ class ServeConfig:
     canary_ref: str = "candidate" # the canary's registry alias
     graceful_seconds: float = 10.0  # on SIGTERM, how long requests in flight may take to finish
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    log: PredictionLogConfig = field(default_factory=PredictionLogConfig)
 
 # %% ../nbs/00_schema.ipynb #fdd7326e
 @dataclass

@@ -162,6 +162,8 @@ def create_app(cfg, registry=None) -> ServeApp:
         from prodkit.registry import ModelRegistry
         registry = ModelRegistry(cfg.registry)
     state, metrics = ModelState(registry, cfg), ServeMetrics()
+    from prodkit.prediction_log import ServiceLog
+    plog = ServiceLog(cfg.log, metrics.registry) if (getattr(cfg, "log", None) or {}).get("enabled") else None
 
     async def follow():
         while True:
@@ -169,17 +171,21 @@ def create_app(cfg, registry=None) -> ServeApp:
             try: await asyncio.to_thread(state.refresh)
             except Exception as e: log.exception(f"registry poll failed: {e}")
             _set_gauges(state, metrics)
+            if plog and plog.tick(state.current.schema): await asyncio.to_thread(plog.refresh_drift, registry, state.current.version)
 
     @asynccontextmanager
     async def lifespan(app):
         await asyncio.to_thread(state.refresh, True); _set_gauges(state, metrics)
+        if plog: plog.open(state.current.schema)
         gc.collect(); gc.freeze()   # start-up objects (pandas, pydantic, onnxruntime: ~100k) leave the collector's scans
         task = asyncio.create_task(follow())
         yield
         task.cancel()
+        if plog: await asyncio.to_thread(plog.shutdown)   # shutdown (SIGTERM): write what is queued
 
     app = FastAPI(title="prodkit", version=prodkit.__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.model_state, app.state.metrics, app.state.settings = state, metrics, cfg
+    app.state.prediction_log = plog
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     async def refused(request: Request, exc: InputError) -> JSONResponse: return JSONResponse({"error": str(exc)}, status_code=exc.status)
@@ -257,6 +263,7 @@ def _metadata_routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg
 # %% ../nbs/44_serve_app.ipynb #d8f1019a
 def _routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg) -> list[Route]:
     "Add the health, metadata and metrics routes to `app`; return the two prediction routes"
+    plog = app.state.prediction_log   # None: not logging
     _health_routes(app, state, cfg)
     _metadata_routes(app, state, metrics, cfg)
 
@@ -265,20 +272,25 @@ def _routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg) -> list
         _check_name(name, cfg); s = state.current
         if not s.ready: raise _not_ready(s)
         body = await read_json(request, cfg.max_body_bytes)
-        a = answer(s, v2_array(body, s.schema, cfg.max_batch, cfg.range_margin), cfg, metrics)
+        a = answer(s, x := v2_array(body, s.schema, cfg.max_batch, cfg.range_margin), cfg, metrics)
         n, k = a.probs.shape
         outs = [Tensor.model_construct(name=s.schema.output_name, datatype="FP32", shape=[n, k], data=a.probs.ravel().tolist()),
                 Tensor.model_construct(name="label", datatype="BYTES", shape=[n], data=[a.labels[i] for i in a.probs.argmax(1).tolist()])]
         params = {"fallback": a.fallback, "reason": a.reason, "canary": a.canary}
         if a.low is not None: params["low_confidence"] = a.low.tolist()
-        return _json(InferResponse.model_construct(model_name=name, model_version=None if a.version is None else str(a.version),
-                                                   id=body.get("id") if isinstance(body.get("id"), str) else None, outputs=outs, parameters=params))
+        r = _json(InferResponse.model_construct(model_name=name, model_version=None if a.version is None else str(a.version),
+                                                id=body.get("id") if isinstance(body.get("id"), str) else None, outputs=outs, parameters=params))
+        if plog: r.headers["x-request-id"] = plog.log(x, s, a, body.get("id") if isinstance(body.get("id"), str) else None)
+        return r
 
     async def predict(request: Request) -> Response:
         s = state.current
         if not s.ready: raise _not_ready(s)
         body = await read_json(request, cfg.max_body_bytes)
-        return _json(_predict_response(answer(s, records_to_array(body, s.schema, cfg.max_batch, cfg.range_margin), cfg, metrics), cfg))
+        a = answer(s, x := records_to_array(body, s.schema, cfg.max_batch, cfg.range_margin), cfg, metrics)
+        r = _json(_predict_response(a, cfg))
+        if plog: r.headers["x-request-id"] = plog.log(x, s, a)   # sampled requests are queued for the prediction log
+        return r
 
     # The two prediction routes are served by a plain Starlette app (see `create_app`): FastAPI's per-route machinery
     # (dependency solving, response validation) and middleware (telemetry, body limit) cost ~150 us a request here,
