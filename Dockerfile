@@ -8,8 +8,11 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 MALLOC_ARENA_MAX=2
 WORKDIR /app
+# What the service imports: onnxruntime and the web stack; scipy and pandera for the prediction log's drift
+# gauges (prodkit.drift on the checked tables of prodkit.data); fastcore for @patch. No torch, no scikit-learn.
 RUN pip install "onnxruntime>=1.20" "fastapi>=0.110" "uvicorn>=0.29" "prometheus-client>=0.20" \
-                "numpy>=1.26" "pandas>=2.1" "pyarrow>=15" "omegaconf>=2.3"
+                "numpy>=1.26" "pandas>=2.1" "pyarrow>=15" "omegaconf>=2.3" "fastcore>=1.5" \
+                "scipy>=1.11" "pandera>=0.20"
 COPY pyproject.toml README.md ./
 COPY prodkit ./prodkit
 RUN pip install --no-deps . && useradd --uid 1000 --no-create-home prodkit
