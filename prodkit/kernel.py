@@ -99,8 +99,10 @@ def run_papermill(nb, kernel: str, cwd: Path, secrets: list[str], cell_timeout, 
 
 # %% ../nbs/24_kernel.ipynb #bb80047e
 def _runtime_dir() -> Path:
+    "Jupyter's runtime directory, created owner-only if missing (a fresh machine has none until a kernel starts)"
     from jupyter_core.paths import jupyter_runtime_dir
-    return Path(jupyter_runtime_dir())
+    d = Path(jupyter_runtime_dir()); d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return d
 
 def remove_stale_connection_files() -> list[Path]:
     "Remove the connection files of kernels whose runner is gone (killed with -9); return them"
@@ -117,7 +119,6 @@ def kernel_manager_class():
     "jupyter_client's kernel manager, writing its connection file as `prodkit-<runner pid>-<n>.json`"
     from jupyter_client import AsyncKernelManager
     path = _runtime_dir()/f"prodkit-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     class NamedKernelManager(AsyncKernelManager):
         def __init__(self, **kw):
             super().__init__(**kw)

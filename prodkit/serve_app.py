@@ -162,8 +162,10 @@ def create_app(cfg, registry=None) -> ServeApp:
         from prodkit.registry import ModelRegistry
         registry = ModelRegistry(cfg.registry)
     state, metrics = ModelState(registry, cfg), ServeMetrics()
-    from prodkit.prediction_log import ServiceLog
-    plog = ServiceLog(cfg.log, metrics.registry) if (getattr(cfg, "log", None) or {}).get("enabled") else None
+    plog = None
+    if (getattr(cfg, "log", None) or {}).get("enabled"):   # imported only when logging: it brings drift (scipy) and data (pandera)
+        from prodkit.prediction_log import ServiceLog
+        plog = ServiceLog(cfg.log, metrics.registry)
 
     async def follow():
         while True:
