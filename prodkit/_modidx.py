@@ -579,6 +579,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'prodkit.serve_app.ServeApp.__init__': ('serve_app.html#serveapp.__init__', 'prodkit/serve_app.py'),
                                    'prodkit.serve_app.Tensor': ('serve_app.html#tensor', 'prodkit/serve_app.py'),
                                    'prodkit.serve_app._check_name': ('serve_app.html#_check_name', 'prodkit/serve_app.py'),
+                                   'prodkit.serve_app._has_bool': ('serve_app.html#_has_bool', 'prodkit/serve_app.py'),
                                    'prodkit.serve_app._health_routes': ('serve_app.html#_health_routes', 'prodkit/serve_app.py'),
                                    'prodkit.serve_app._is_prediction': ('serve_app.html#_is_prediction', 'prodkit/serve_app.py'),
                                    'prodkit.serve_app._json': ('serve_app.html#_json', 'prodkit/serve_app.py'),

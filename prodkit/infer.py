@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pandas as pd
 
 # %% auto #0
-__all__ = ['META_KEY', 'META_FORMAT', 'InferenceError', 'InputError', 'ModelSchema', 'session_options', 'OnnxModel',
+__all__ = ['META_KEY', 'META_FORMAT', 'F32_MAX', 'InferenceError', 'InputError', 'ModelSchema', 'session_options', 'OnnxModel',
            'check_frame', 'records_to_array', 'check_array', 'prediction_frame']
 
 # %% ../nbs/40_infer.ipynb #c6e3b680
@@ -27,6 +27,7 @@ class InputError(ValueError):
 
 # %% ../nbs/40_infer.ipynb #03ab9f4f
 META_KEY, META_FORMAT = "prodkit", "prodkit.onnx/1"
+F32_MAX = float(np.finfo(np.float32).max)   # the model takes float32: a larger finite float64 would reach it as inf
 
 def _bound(r: dict | None, key: str, default: float) -> float:
     v = (r or {}).get(key)
@@ -101,6 +102,7 @@ def _reasons_for(col: str, raw: pd.Series, margin: float | None, lo: float, hi: 
     why[np.isnan(vals)] = f"'{col}' is missing or NaN"
     if num is not raw: why[np.isnan(vals) & raw.notna().to_numpy()] = f"'{col}' is not a number"
     why[np.isinf(vals)] = f"'{col}' is inf"
+    why[np.isfinite(vals) & (np.abs(vals) > F32_MAX)] = f"'{col}' is beyond float32's range (±3.4e38)"
     if margin is not None and np.isfinite(lo) and np.isfinite(hi):
         w = margin * (hi - lo)
         out = np.isfinite(vals) & ((vals < lo - w) | (vals > hi + w))
@@ -149,19 +151,24 @@ def records_to_array(records, schema: ModelSchema, max_batch: int | None = None,
             f = next(f for f, v in zip(feats, row) if not _number(v))
             raise InputError(f"record {i}: feature '{f}' is {type(r[f]).__name__} {json.dumps(r[f])[:40]}, expected a number")
         rows.append(row)
-    return check_array(np.asarray(rows, dtype=np.float64), schema, margin)
+    try: x = np.asarray(rows, dtype=np.float64)
+    except OverflowError:   # a JSON integer too large for any float
+        i, f = next((i, f) for i, row in enumerate(rows) for f, v in zip(feats, row) if isinstance(v, int) and abs(v) > F32_MAX)
+        raise InputError(f"record {i}: feature '{f}' is an integer of {len(str(abs(records[i][f])))} digits, beyond float32's range (±3.4e38)") from None
+    return check_array(x, schema, margin)
 
 def check_array(x: np.ndarray, schema: ModelSchema, margin: float | None = None) -> np.ndarray:
     "float32 `x` after checking shape, NaN/inf and (if `margin` is set) training ranges; `InputError` names row and feature"
     if x.ndim != 2 or x.shape[1] != schema.n_features: raise InputError(f"shape {list(x.shape)}: the model takes [batch, {schema.n_features}]")
     if x.shape[0] == 0: raise InputError("empty batch: send at least one row")
-    bad = ~np.isfinite(x)
+    bad = ~np.isfinite(x) | (np.abs(x) > F32_MAX)
     if margin is not None:
         w = margin * (schema.hi - schema.lo)
         with np.errstate(invalid="ignore"): bad |= (x < schema.lo - w) | (x > schema.hi + w)
     if bad.any():
         i, j = map(int, np.argwhere(bad)[0]); v = x[i, j]
-        what = "NaN" if math.isnan(v) else "inf" if math.isinf(v) else f"{v:.6g}, outside the training range [{schema.lo[j]:.6g}, {schema.hi[j]:.6g}] + margin {margin:g}"
+        what = ("NaN" if math.isnan(v) else "inf" if math.isinf(v) else f"{v:.6g}, beyond float32's range (±3.4e38)" if abs(v) > F32_MAX
+                else f"{v:.6g}, outside the training range [{schema.lo[j]:.6g}, {schema.hi[j]:.6g}] + margin {margin:g}")
         raise InputError(f"row {i}: feature '{schema.features[j]}' is {what} ({int(bad.sum())} bad value(s) in all)")
     return x.astype(np.float32)
 

@@ -77,6 +77,8 @@ class ServeMetrics:
         self.confidence = Histogram("prodkit_prediction_confidence", "Top-class probability", ["version"],
                                     buckets=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0), registry=r)
         self.fallbacks = Counter("prodkit_fallbacks_total", "Answers not from the configured model, by reason", ["reason"], registry=r)
+        self.low_confidence = Counter("prodkit_low_confidence_total", "Predictions below serve.confidence_threshold, by the version that made them",
+                                      ["version"], registry=r)
         self.loaded = Gauge("prodkit_model_version", "Loaded model version by role (0: none)", ["role"], registry=r)
         self.ready = Gauge("prodkit_ready", "1 when the service can answer", registry=r)
 
@@ -191,6 +193,7 @@ def answer(s: Served, x: np.ndarray, cfg: Any, metrics: ServeMetrics | None = No
     conf, low = probs.max(1), None
     if cfg.confidence_threshold > 0 and m is not None:
         low = conf < cfg.confidence_threshold
+        if metrics and (n_low := int(low.sum())): metrics.child(metrics.low_confidence, str(m.version)).inc(n_low)
         if low.any() and cfg.low_confidence == "baseline" and s.baseline is not None:
             probs = probs.copy(); probs[low] = s.baseline.predict(x[low]); conf = probs.max(1)
             fb, reason = True, (reason + "; " if reason else "") + f"{int(low.sum())} prediction(s) below confidence {cfg.confidence_threshold}: the baseline answered them"

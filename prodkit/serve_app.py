@@ -83,6 +83,11 @@ async def read_json(request: Request, limit: int):
 # %% ../nbs/44_serve_app.ipynb #bc0d97e3
 NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
+def _has_bool(data) -> bool:
+    "Does a (nested) JSON list hold true/false? numpy would read them as 1/0, or 1.0/0.0 beside floats"
+    if not isinstance(data, list): return data.__class__ is bool
+    return any(v.__class__ is bool or (v.__class__ is list and _has_bool(v)) for v in data)
+
 def _tensor(t, ndim: tuple[int, ...]) -> np.ndarray:
     "A v2 input tensor as a float64 array, its datatype, shape and data checked"
     name = t.get("name")
@@ -90,8 +95,10 @@ def _tensor(t, ndim: tuple[int, ...]) -> np.ndarray:
     shape, data = t.get("shape"), t.get("data")
     if not (isinstance(shape, list) and len(shape) in ndim and all(isinstance(d, int) and d >= 0 for d in shape)):
         raise InputError(f"input '{name}': shape {shape} is not a list of {' or '.join(map(str, ndim))} sizes")
+    if _has_bool(data): raise InputError(f"input '{name}': data holds true/false; send numbers")
     try: arr = np.asarray(data)
     except ValueError: raise InputError(f"input '{name}': data is not a regular (non-ragged) array") from None
+    if arr.dtype.kind == "O" and any(isinstance(v, int) for v in arr.ravel()): raise InputError(f"input '{name}': data holds an integer beyond float32's range (±3.4e38)")
     if arr.dtype.kind not in "iuf" and arr.size: raise InputError(f"input '{name}': data holds non-numbers (e.g. {json.dumps(arr.ravel()[0].item() if arr.dtype.kind != 'O' else str(arr.ravel()[0]))[:40]})")
     if arr.size != int(np.prod(shape)): raise InputError(f"input '{name}': shape {shape} needs {int(np.prod(shape))} values, data has {arr.size}")
     return arr.astype(np.float64).reshape(shape)

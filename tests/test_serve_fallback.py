@@ -52,6 +52,20 @@ def test_low_confidence_and_canary(reg):
         assert {r["model_version"] for r in rs} == {2, 3} and {r["canary"] for r in rs} == {True, False}   # canary: candidate v3
         m = httpx.get(url + "/metrics").text
         assert 'prodkit_model_version{role="canary"} 3.0' in m and 'prodkit_prediction_confidence_count{version="3"}' in m
+        low = {v: float(m.split(f'prodkit_low_confidence_total{{version="{v}"}} ')[1].split()[0]) for v in (2, 3)}
+        assert sum(low.values()) == 40 and all(low.values()), low                   # counted by the version that was unsure
+
+def test_low_confidence_flagged_only(reg):
+    "With low_confidence=flag (the default) the model's answer stands, flagged, and is counted; it is not a fallback"
+    with thread_server(serve_config(registry=str(reg.path), confidence_threshold=0.999)) as url:
+        rs = [httpx.post(url + "/predict", json=[RECORD, RECORD]).json() for _ in range(5)]
+        assert all(p["low_confidence"] for r in rs for p in r["predictions"]) and not any(r["fallback"] for r in rs)
+        assert {r["model_version"] for r in rs} == {2}
+        v2 = httpx.post(url + "/v2/models/prodkit/infer", json={"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
+                                                                         "data": list(RECORD.values())}]}).json()
+        assert v2["parameters"]["low_confidence"] == [True] and v2["parameters"]["fallback"] is False
+        m = httpx.get(url + "/metrics").text
+        assert 'prodkit_low_confidence_total{version="2"} 11.0' in m and "prodkit_fallbacks_total{" not in m
 
 def test_sigterm_finishes_requests_in_flight(reg, tmp_path):
     proc, url = start_process([f"serve.registry={reg.path}"], free_port(), tmp_path/"server.log")
