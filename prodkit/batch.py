@@ -160,7 +160,7 @@ def batch_infer(
                 n += len(frame); bar.update(len(frame))
         secs = time.perf_counter() - t0
         summary = dict(rows=n, predicted=n - bad, quarantined=bad, bad_share=bad / n if n else 0.0, reasons=dict(kinds.most_common(10)),
-                       output=str(out), quarantine=str(qpath) if bad else None, model_version=model.version, model_sha256=model.sha256,
+                       input=str(Path(input).resolve()), output=str(out), quarantine=str(qpath) if bad else None, model_version=model.version, model_sha256=model.sha256,
                        shard=shard, shards=shards, seconds=round(secs, 3), rows_per_s=round(n / secs, 1) if secs else None)
         if bad: qwriter.commit()
         else: qwriter.abort()

@@ -49,6 +49,11 @@ def load_current(
 ) -> tuple[pd.DataFrame, dict]:
     "The current rows and a description of where they came from"
     frame = read_table(path)
+    summary = Path(f"{path}.summary.json")   # a batch output names the file it scored: use it when no `inputs` is given
+    if inputs is None and summary.is_file():
+        scored = json.loads(summary.read_text()).get("input")
+        if scored and Path(scored).is_file() and not set(frame.columns) - {"row", "label", "confidence", "model_version"} - {c for c in frame if c.startswith("p_")}:
+            inputs = scored
     if inputs is not None: frame = with_inputs(frame, read_table(inputs))
     meta = dict(path=str(Path(path).resolve()), kind="prediction log" if Path(path).is_dir() else Path(path).suffix[1:])
     if inputs is not None: meta["inputs"] = str(Path(inputs).resolve())
@@ -119,6 +124,10 @@ def check_drift(
     "Compare `current` with `reference`; write the report if `out_dir`; return the result and the report's paths"
     ref, ref_meta = (reference, {}) if isinstance(reference, dict) else load_reference(reference, runs_dir, registry_dir)
     frame, cur_meta = (current, dict(kind="frame")) if isinstance(current, pd.DataFrame) else load_current(current, inputs)
+    feats = [c for c in ref.get("columns", {}) if c != ref.get("target")]
+    if feats and not set(feats) & set(frame.columns):
+        raise DriftError(f"the current data has none of the reference's features ({', '.join(feats[:4])}{', ...' if len(feats) > 4 else ''}); "
+                         f"it holds {list(frame.columns)[:6]}. A batch output without its inputs? Name the file it scored (--inputs FILE)")
     result = compare(ref, frame, cfg)
     result.reference = ref_meta | {k: ref[k] for k in ("dataset", "data_version") if ref.get(k)}
     result.current = cur_meta

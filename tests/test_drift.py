@@ -71,6 +71,23 @@ def test_prodkit_drift_exit_codes(tmp_path):
     res = drift(tmp_path/"ref.csv", tmp_path/"alert.csv", "--set", "psi_alert=100", "--set", "dataset_share=1", "--json", "--out", tmp_path/"j")
     assert res.returncode == 1 and json.loads(res.stdout)["thresholds"]["psi_alert"] == 100
 
+def test_a_batch_output_is_checked_on_the_rows_it_scored(tmp_path):
+    "`prodkit drift REF preds.parquet` as the README writes it: the batch summary names the scored file; predictions alone are refused"
+    from prodkit.batch import batch_infer
+    from prodkit.infer import OnnxModel
+    from serving import FEATURES, prodkit_onnx
+    frame = lambda seed: synthetic_frame(2_000, 4, seed=seed).rename(columns=lambda c: c.replace("x", "f"))[FEATURES].clip(-3, 3)
+    frame(1).to_csv(tmp_path/"ref.csv", index=False); frame(2).to_csv(tmp_path/"new.csv", index=False)
+    batch_infer(OnnxModel(prodkit_onnx()), tmp_path/"new.csv", tmp_path/"preds.parquet", progress=False)
+    def drift(*args): return subprocess.run([PRODKIT, "drift", *map(str, args)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    res = drift(tmp_path/"ref.csv", tmp_path/"preds.parquet", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr                               # a fresh sample: no drift, every feature checked
+    assert json.loads(res.stdout)["current"]["inputs"] == str(tmp_path/"new.csv")
+    (tmp_path/"preds.parquet.summary.json").unlink()                                  # predictions alone: not "every feature missing"
+    res = drift(tmp_path/"ref.csv", tmp_path/"preds.parquet")
+    assert res.returncode == 3 and "none of the reference's features" in res.stderr and "--inputs" in res.stderr, res.stdout + res.stderr
+    assert drift(tmp_path/"ref.csv", tmp_path/"preds.parquet", "--inputs", tmp_path/"new.csv").returncode == 0
+
 def test_bench_and_screenshot_scripts_are_runnable_modules():
     for p in ("bench/drift.py", "bench/report_screenshot.py"):
         assert subprocess.run([sys.executable, "-m", "py_compile", str(ROOT/p)]).returncode == 0
