@@ -11,7 +11,7 @@ import pandas as pd
 
 from .drift import DriftError, DriftResult, compare, reference_from_frame
 from .drift_report import write_report
-from .prediction_log import read_log
+from .prediction_log import log_manifest, read_log, without_columns
 from .registry import ModelRegistry, RegistryError
 
 # %% auto #0
@@ -57,6 +57,8 @@ def load_current(
     if inputs is not None: frame = with_inputs(frame, read_table(inputs))
     meta = dict(path=str(Path(path).resolve()), kind="prediction log" if Path(path).is_dir() else Path(path).suffix[1:])
     if inputs is not None: meta["inputs"] = str(Path(inputs).resolve())
+    if pii := log_manifest(path).get("pii") if Path(path).is_dir() else None:   # hashed or dropped in the log: not comparable
+        frame, meta["pii_left_out"] = frame.drop(columns=pii, errors="ignore"), list(pii)
     if "model_version" in frame: meta["model_version"] = ", ".join(sorted(map(str, frame["model_version"].dropna().unique()))[:3])
     return frame, meta
 
@@ -124,6 +126,7 @@ def check_drift(
     "Compare `current` with `reference`; write the report if `out_dir`; return the result and the report's paths"
     ref, ref_meta = (reference, {}) if isinstance(reference, dict) else load_reference(reference, runs_dir, registry_dir)
     frame, cur_meta = (current, dict(kind="frame")) if isinstance(current, pd.DataFrame) else load_current(current, inputs)
+    ref = without_columns(ref, cur_meta.get("pii_left_out", []))
     feats = [c for c in ref.get("columns", {}) if c != ref.get("target")]
     if feats and not set(feats) & set(frame.columns):
         raise DriftError(f"the current data has none of the reference's features ({', '.join(feats[:4])}{', ...' if len(feats) > 4 else ''}); "

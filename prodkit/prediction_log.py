@@ -22,8 +22,9 @@ from .atomic import write_atomic
 from .redact import is_secret_name
 
 # %% auto #0
-__all__ = ['PII_SALT_ENV', 'OUTPUT_KEYS', 'PredictionLogError', 'pii_columns', 'hash_value', 'clean_inputs', 'PredictionLog',
-           'log_files', 'prune', 'read_log', 'recent_drift', 'drift_gauges', 'ServiceLog']
+__all__ = ['PII_SALT_ENV', 'LOG_MANIFEST', 'OUTPUT_KEYS', 'PredictionLogError', 'pii_columns', 'log_manifest', 'without_columns',
+           'hash_value', 'clean_inputs', 'PredictionLog', 'log_files', 'prune', 'read_log', 'recent_drift',
+           'drift_gauges', 'ServiceLog']
 
 # %% ../nbs/43_prediction_log.ipynb #6accfe0e
 class PredictionLogError(ValueError):
@@ -34,6 +35,18 @@ PII_SALT_ENV = "PRODKIT_PII_SALT"
 def pii_columns(data_cfg) -> list[str]:
     "The columns a data config's schema marks `pii: true`"
     return [c.name for c in data_cfg.columns if c.get("pii", False) and not c.get("regex", False)]
+
+LOG_MANIFEST = "log.json"   # what a log directory says of itself: which columns were hashed or dropped
+
+def log_manifest(directory: str | Path) -> dict:
+    "The manifest a `PredictionLog` wrote in `directory` ({} for a directory without one)"
+    p = Path(directory)/LOG_MANIFEST
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+def without_columns(reference: dict, columns) -> dict:
+    "Reference statistics with `columns` left out: PII never compares with the training data it was hashed from"
+    cols = {k: v for k, v in (reference.get("columns") or {}).items() if k not in set(columns)}
+    return {**reference, "columns": cols}
 
 def hash_value(v, salt: str = "") -> str | None:
     "Salted sha256 of a value, shortened to 16 hex digits (None stays None)"
@@ -73,6 +86,7 @@ class PredictionLog:
         self.format, self.sample, self.batch_size, self.flush_seconds = format, sample, batch_size, flush_seconds
         self.max_rows, self.keep_files, self.fsync = max_rows, keep_files, fsync
         self.features, self.pii, self.pii_mode = (list(features) if features is not None else None), list(pii), pii_mode
+        write_atomic(self.dir/LOG_MANIFEST, json.dumps({"pii": self.pii, "pii_mode": pii_mode}))   # every worker writes the same
         self._salt = os.environ.get(PII_SALT_ENV, "")
         self._buf, self._lock, self._last = [], threading.Lock(), time.monotonic()
         self._file, self._file_rows, self._seq, self.written = None, 0, 0, 0
@@ -278,9 +292,8 @@ def refresh_drift(self: ServiceLog, registry, version: int | None) -> dict | Non
     "Set the drift gauges: the newest `drift_window` logged rows against `version`'s reference statistics (None: nothing to compare)"
     if version is None or self.plog is None: return None
     if version != self.ref_version:   # pii columns are hashed or dropped in the log: left out of the comparison
-        ref = registry.get(version).reference_stats or {}
-        cols = {k: v for k, v in (ref.get("columns") or {}).items() if k not in self.plog.pii}
-        self.reference, self.ref_version = ({**ref, "columns": cols} if cols else None), version
+        ref = without_columns(registry.get(version).reference_stats or {}, self.plog.pii)
+        self.reference, self.ref_version = (ref if ref["columns"] else None), version
     if not self.reference or not log_files(self.plog.dir): return None
     try: g = drift_gauges(recent_drift(self.reference, self.plog.dir, self.c["drift_window"]))
     except Exception as e: _log.warning(f"prediction log drift not computed: {type(e).__name__}: {e}"); return None

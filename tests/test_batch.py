@@ -67,6 +67,13 @@ def test_job_and_sharded_sweep(setup, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     rec = json.loads(next((tmp_path/"runs"/"batch_infer").glob("*/run.json")).read_text())
     assert rec["status"] == "succeeded" and rec["metrics"]["rows"] == 2000 and rec["metrics"]["quarantined"] == 0 and rec["metrics"]["model_version"] == 2
+    assert rec["artifacts"][0]["path"] == str(d/"job.parquet")                          # an output elsewhere is listed by its absolute path
+    r = run(PRODKIT, "run", "batch_infer", "infer.model=v1", *common, timeout=300)          # no infer.output: the run keeps its predictions
+    assert r.returncode == 0, r.stdout + r.stderr
+    rd = sorted((tmp_path/"runs"/"batch_infer").glob("*/run.json"))[-1].parent          # run directories sort by time
+    rec = json.loads((rd/"run.json").read_text())
+    assert [a["path"] for a in rec["artifacts"]] == ["predictions.parquet"] and len(pd.read_parquet(rd/"predictions.parquet")) == 2000
+    assert json.loads((rd/"predictions.parquet.summary.json").read_text())["input"] == str(d/"in.csv")
     r = run(PRODKIT, "run", "-m", "batch_infer", f"infer.output={d/'sh.csv'}", "infer.shard=0,1", "infer.shards=2", *common, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     code, out = cli(infer_shards, d/"sh.csv", "--shards", 2, "--merge")
