@@ -217,6 +217,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'prodkit.job.link': ('job.html#link', 'prodkit/job.py'),
                              'prodkit.job.measure': ('job.html#measure', 'prodkit/job.py'),
                              'prodkit.job.record': ('job.html#record', 'prodkit/job.py'),
+                             'prodkit.job.recorded_provenance': ('job.html#recorded_provenance', 'prodkit/job.py'),
                              'prodkit.job.run_config': ('job.html#run_config', 'prodkit/job.py'),
                              'prodkit.job.run_dir': ('job.html#run_dir', 'prodkit/job.py')},
             'prodkit.kernel': { 'prodkit.kernel._register_engine': ('kernel.html#_register_engine', 'prodkit/kernel.py'),

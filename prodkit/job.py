@@ -18,8 +18,8 @@ from .config import ConfigError, as_config, compose, project_root, to_dict
 from .provenance import file_sha256
 
 # %% auto #0
-__all__ = ['RUN_DIR_ENV', 'run_dir', 'record', 'measure', 'artifact', 'link', 'job_of_notebook', 'job_overrides', 'compose_job',
-           'run_config']
+__all__ = ['RUN_DIR_ENV', 'run_dir', 'record', 'measure', 'artifact', 'link', 'recorded_provenance', 'job_of_notebook',
+           'job_overrides', 'compose_job', 'run_config']
 
 # %% ../nbs/20_job.ipynb #3ae751e7
 RUN_DIR_ENV = "PRODKIT_RUN_DIR"
@@ -75,6 +75,13 @@ def artifact(path: str | Path) -> dict:
 def link(**ids: str) -> dict:
     "Link this run to records elsewhere, e.g. `link(wandb_run_id=run.id)`"
     return _merge_json("links.json", lambda cur: {**(cur or {}), **{k: str(v) for k, v in ids.items()}})
+
+def recorded_provenance() -> dict | None:
+    "The git state and environment the runner recorded in this run's `run.json` (None outside a job)"
+    p = run_dir()/"run.json"
+    if not os.environ.get(RUN_DIR_ENV) or not p.is_file(): return None
+    rec = json.loads(p.read_text())
+    return {k: rec.get(k) for k in ("git", "environment")}
 
 # %% ../nbs/20_job.ipynb #c4b70e3a
 def _quote(v: str) -> str: return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -34,9 +34,11 @@ def run_provenance(
     cfg: DictConfig,                 # the run's config
     data: Mapping | None = None,     # what the data step recorded, e.g. `Dataset.provenance()`
     split: Mapping | None = None,    # what the split step recorded, e.g. `Split.summary()`
+    recorded: Mapping | None = None, # git and environment already collected (a job: `prodkit.job.recorded_provenance()`)
 ) -> dict:
     "Code, environment, seed, data and split of a run, as JSON-ready data"
-    return dict(git=git_state(cfg.paths.root), environment=environment(), seed=cfg.seed,
+    rec = recorded or {}   # collected once: the runner records them in run.json before the kernel starts
+    return dict(git=rec["git"] if "git" in rec else git_state(cfg.paths.root), environment=rec.get("environment") or environment(), seed=cfg.seed,
                 data=dict(data) if data is not None else None, split=dict(split) if split is not None else None)
 
 # %% ../nbs/15_tracking.ipynb #fbe9b51e
