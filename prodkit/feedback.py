@@ -4,7 +4,6 @@
 
 # %% ../nbs/46_feedback.ipynb #013f66e9
 from __future__ import annotations
-import hashlib
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from .data import DataError, check_schema, write_csv_atomic
+from .provenance import file_sha256
 
 # %% auto #0
 __all__ = ['FeedbackError', 'FeedbackReport', 'schema_columns', 'join_feedback', 'write_feedback']
@@ -66,4 +66,4 @@ def join_feedback(
 def write_feedback(frame: pd.DataFrame, path: str | Path) -> str:
     "Write the feedback dataset as CSV atomically; returns its sha256 (its data version)"
     p = write_csv_atomic(frame, path)
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+    return file_sha256(p)

@@ -9,13 +9,12 @@ import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
 from .config import ConfigError, compose, project_root
-from .provenance import file_sha256
+from .provenance import file_sha256, utc_now
 from .runner import run_job
 from .runs import RunRecord
 from .atomic import write_json
@@ -121,7 +120,7 @@ class PipelineRecord:
     def path(self) -> Path: return Path(self.runs_dir)/"_pipelines"/self.name/f"{self.started[:19].replace('-', '').replace(':', '')}Z-{self.id}"
     def save(self) -> Path: return write_json(self.path/"pipeline.json", asdict(self))
 
-def _now() -> str: return datetime.now(timezone.utc).isoformat()
+
 
 # %% ../nbs/50_pipeline.ipynb #266296e6
 def run_pipeline(
@@ -135,7 +134,7 @@ def run_pipeline(
     f, _, steps = load_pipeline(name)
     runs_dir = compose(overrides=list(overrides)).paths.runs_dir        # also checks the overrides once, up front
     rec = PipelineRecord(uuid.uuid4().hex[:8], f.stem, str(f), file_sha256(f), runs_dir,
-                         overrides=[redact_override(o) for o in overrides], started=_now())
+                         overrides=[redact_override(o) for o in overrides], started=utc_now().isoformat())
     rec.save()
     done, t0 = {}, time.monotonic()
     for st in steps:
@@ -159,7 +158,7 @@ def run_pipeline(
             break
         rec.save()
     else: rec.status, rec.exit_code = "succeeded", 0
-    rec.ended, rec.duration_s = _now(), round(time.monotonic() - t0, 3)
+    rec.ended, rec.duration_s = utc_now().isoformat(), round(time.monotonic() - t0, 3)
     rec.save()
     return rec
 

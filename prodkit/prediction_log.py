@@ -12,13 +12,13 @@ import os
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from .drift import DriftResult, compare
 from .atomic import write_atomic
+from .provenance import utc_now
 from .redact import is_secret_name
 
 # %% auto #0
@@ -101,7 +101,6 @@ from fastcore.basics import patch
 
 OUTPUT_KEYS = ("prediction", "confidence")
 
-def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 @patch
 def log(self: PredictionLog,
@@ -116,7 +115,7 @@ def log(self: PredictionLog,
     if len(inputs) != len(outputs): raise PredictionLogError(f"{len(inputs)} input rows but {len(outputs)} output rows")
     request_id = str(request_id or uuid.uuid4().hex)
     if not self.sampled(request_id): return False
-    t = _now()
+    t = utc_now().isoformat(timespec="milliseconds")
     rows = [dict(request_id=request_id, row=i, time=t, model_version=model_version,
                  **clean_inputs(x, self.features, self.pii, self.pii_mode, self._salt),
                  **{k: v for k, v in y.items() if k in OUTPUT_KEYS or k.startswith("proba_")})
@@ -131,7 +130,7 @@ def log(self: PredictionLog,
 @patch
 def _new_name(self: PredictionLog) -> Path:
     self._seq += 1
-    return self.dir/f"predictions-{datetime.now(timezone.utc):%Y%m%dT%H%M%S.%fZ}-{os.getpid()}-{self._seq:05d}.{self.format}"
+    return self.dir/f"predictions-{utc_now():%Y%m%dT%H%M%S.%fZ}-{os.getpid()}-{self._seq:05d}.{self.format}"
 
 @patch
 def _append_jsonl(self: PredictionLog, rows: list[dict]) -> None:

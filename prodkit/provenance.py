@@ -10,6 +10,7 @@ import math
 import platform
 import subprocess
 import sys
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from .config import project_root
 
 # %% auto #0
 __all__ = ['file_sha256', 'canonical_json', 'object_sha256', 'source_sha256', 'data_files', 'data_hashes', 'git_state',
-           'environment']
+           'environment', 'utc_now']
 
 # %% ../nbs/04_provenance.ipynb #200c4c3b
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -89,3 +90,8 @@ def environment() -> dict:
         if name: pkgs[name.lower()] = dist.version
     return dict(python=sys.version.split()[0], executable=sys.executable, platform=platform.platform(),
                 machine=platform.machine(), packages=dict(sorted(pkgs.items())))
+
+# %% ../nbs/04_provenance.ipynb #7a2bff4e
+def utc_now() -> datetime:
+    "The current time, timezone-aware, in UTC"
+    return datetime.now(timezone.utc)

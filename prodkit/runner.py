@@ -22,9 +22,9 @@ from .job import RUN_DIR_ENV
 from .kernel import kernel_environment, notebook_kernel, outcome, run_papermill, signals_interrupt
 from .notebook import failure_banner, inject, parameters_cell, write_notebook
 from .params import notebook_language, notebook_params, param_overrides, recorded_params, with_params
-from .provenance import data_files, data_hashes, environment, file_sha256, git_state, object_sha256, source_sha256
+from .provenance import data_files, data_hashes, environment, file_sha256, git_state, object_sha256, source_sha256, utc_now
 from .redact import redact, redact_override, run_secrets, scrub, secret_values
-from .runs import STATUS_OF, SWEEP_ENV, ExitCode, RunRecord, find_cached, find_run, new_run_dir, utc_now
+from .runs import STATUS_OF, SWEEP_ENV, ExitCode, RunRecord, find_cached, find_run, new_run_dir
 
 # %% auto #0
 __all__ = ['JobPlan', 'plan_job', 'start_run', 'kernel_tmp', 'execute_notebook', 'finish_run', 'finish_safely', 'execute',

@@ -10,17 +10,17 @@ import os
 import socket
 import uuid
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from datetime import datetime, timezone
 from enum import IntEnum
 from pathlib import Path
 
 from fastcore.basics import patch
 
 from .atomic import write_json
+from .provenance import utc_now
 
 # %% auto #0
-__all__ = ['STATUS_OF', 'SWEEP_ENV', 'STATUSES', 'log', 'ExitCode', 'RunRecord', 'RecordError', 'checked_record', 'utc_now',
-           'stamped_name', 'new_run_dir', 'RunNotFound', 'iter_runs', 'list_runs', 'find_run', 'find_cached']
+__all__ = ['STATUS_OF', 'SWEEP_ENV', 'STATUSES', 'log', 'ExitCode', 'RunRecord', 'RecordError', 'checked_record', 'stamped_name',
+           'new_run_dir', 'RunNotFound', 'iter_runs', 'list_runs', 'find_run', 'find_cached']
 
 # %% ../nbs/21_runs.ipynb #4ef3a366
 class ExitCode(IntEnum):
@@ -117,8 +117,6 @@ def checked_record(path: Path) -> dict:
     return out
 
 # %% ../nbs/21_runs.ipynb #ca7313f9
-def utc_now() -> datetime: return datetime.now(timezone.utc)
-
 def stamped_name() -> tuple[str, str]:
     "A new (id, `<UTC time>-<id>`) pair: directory names that sort by time and never collide"
     rid = uuid.uuid4().hex[:8]

@@ -23,7 +23,8 @@ from .params import param_overrides
 from .redact import redact, redact_override, run_secrets
 from .kernel import STOP_SIGNALS, signals_interrupt, skip_slow_optional_imports
 from .runner import execute
-from .runs import SWEEP_ENV, ExitCode, RunRecord, iter_runs, stamped_name, utc_now
+from .provenance import utc_now
+from .runs import SWEEP_ENV, ExitCode, RunRecord, iter_runs, stamped_name
 
 # %% auto #0
 __all__ = ['SweepResult', 'sweep_task', 'scrub_sweep_dir', 'adopt_orphans', 'stop_descendants', 'signals_ignored',
