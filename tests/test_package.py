@@ -111,3 +111,9 @@ def test_modules_import_only_from_lower_bands():
 def test_band_check_sees_an_upward_import(tmp_path):
     (tmp_path/"data.py").write_text("# File to edit: ../nbs/10_data.ipynb.\ndef f():\n    from .runner import execute\n")
     assert _prodkit_imports(tmp_path/"data.py") == {"runner"} and _band(tmp_path/"data.py") == 10
+
+def test_readme_lists_every_library_notebook_in_order():
+    "The README's notebook table is the reading order: every nbs/NN_*.ipynb, in number order, with its module"
+    import re
+    rows = re.findall(r"^\| `(\d+_\w+)\.ipynb` \| `prodkit\.(\w+)` \|", (ROOT/"README.md").read_text(), re.M)
+    assert rows == [(p.stem, p.stem.split("_", 1)[1]) for p in sorted((ROOT/"nbs").glob("[0-9]*_*.ipynb"))]
