@@ -129,7 +129,8 @@ def _join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 # %% ../nbs/40_infer.ipynb #7b34cdae
-def _number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
+_NUMBER_TYPES = frozenset((int, float))   # what JSON numbers parse to; `bool` is not among them (though a subclass of int)
+def _number(v) -> bool: return type(v) in _NUMBER_TYPES
 def _more(xs) -> str: return f" and {len(xs) - 5} more" if len(xs) > 5 else ""
 
 def records_to_array(records, schema: ModelSchema, max_batch: int | None = None, margin: float | None = None) -> np.ndarray:
@@ -147,7 +148,7 @@ def records_to_array(records, schema: ModelSchema, max_batch: int | None = None,
             if missing: raise InputError(f"record {i}: missing feature(s) {missing[:5]}{_more(missing)}")
             raise InputError(f"record {i}: unknown feature(s) {unknown[:5]}{_more(unknown)}; the model takes {list(feats)[:5]}{_more(feats)}")
         row = [r[f] for f in feats]
-        if not all(map(_number, row)):
+        if not all(map(_NUMBER_TYPES.__contains__, map(type, row))):   # in C: this check runs for every value of every request
             f = next(f for f, v in zip(feats, row) if not _number(v))
             raise InputError(f"record {i}: feature '{f}' is {type(r[f]).__name__} {json.dumps(r[f])[:40]}, expected a number")
         rows.append(row)
@@ -161,11 +162,12 @@ def check_array(x: np.ndarray, schema: ModelSchema, margin: float | None = None)
     "float32 `x` after checking shape, NaN/inf and (if `margin` is set) training ranges; `InputError` names row and feature"
     if x.ndim != 2 or x.shape[1] != schema.n_features: raise InputError(f"shape {list(x.shape)}: the model takes [batch, {schema.n_features}]")
     if x.shape[0] == 0: raise InputError("empty batch: send at least one row")
-    bad = ~np.isfinite(x) | (np.abs(x) > F32_MAX)
+    ok = np.abs(x) <= F32_MAX   # one pass: False for NaN, inf and anything float32 cannot hold
     if margin is not None:
         w = margin * (schema.hi - schema.lo)
-        with np.errstate(invalid="ignore"): bad |= (x < schema.lo - w) | (x > schema.hi + w)
-    if bad.any():
+        ok &= (x >= schema.lo - w) & (x <= schema.hi + w)
+    if not ok.all():
+        bad = ~ok
         i, j = map(int, np.argwhere(bad)[0]); v = x[i, j]
         what = ("NaN" if math.isnan(v) else "inf" if math.isinf(v) else f"{v:.6g}, beyond float32's range (±3.4e38)" if abs(v) > F32_MAX
                 else f"{v:.6g}, outside the training range [{schema.lo[j]:.6g}, {schema.hi[j]:.6g}] + margin {margin:g}")
