@@ -358,6 +358,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                'prodkit/prediction_log.py'),
                                         'prodkit.prediction_log.ServiceLog.__init__': ( 'prediction_log.html#servicelog.__init__',
                                                                                         'prodkit/prediction_log.py'),
+                                        'prodkit.prediction_log.ServiceLog._drop': ( 'prediction_log.html#servicelog._drop',
+                                                                                     'prodkit/prediction_log.py'),
                                         'prodkit.prediction_log.ServiceLog._write': ( 'prediction_log.html#servicelog._write',
                                                                                       'prodkit/prediction_log.py'),
                                         'prodkit.prediction_log.ServiceLog.log': ( 'prediction_log.html#servicelog.log',

@@ -22,9 +22,9 @@ from .provenance import utc_now
 from .redact import is_secret_name
 
 # %% auto #0
-__all__ = ['PII_SALT_ENV', 'LOG_MANIFEST', 'OUTPUT_KEYS', 'PredictionLogError', 'pii_columns', 'log_manifest', 'without_columns',
-           'hash_value', 'clean_inputs', 'PredictionLog', 'log_files', 'prune', 'read_log', 'recent_drift',
-           'drift_gauges', 'ServiceLog']
+__all__ = ['PII_SALT_ENV', 'LOG_MANIFEST', 'OUTPUT_KEYS', 'MAX_BEHIND', 'PredictionLogError', 'pii_columns', 'log_manifest',
+           'without_columns', 'hash_value', 'clean_inputs', 'PredictionLog', 'log_files', 'prune', 'read_log',
+           'recent_drift', 'drift_gauges', 'ServiceLog']
 
 # %% ../nbs/43_prediction_log.ipynb #6accfe0e
 class PredictionLogError(ValueError):
@@ -223,9 +223,10 @@ def drift_gauges(result: DriftResult) -> dict[str, float | dict[str, float]]:
 # %% ../nbs/43_prediction_log.ipynb #a89439df
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 _log = logging.getLogger("prodkit.serve")
+MAX_BEHIND = 10   # while the writer is busy, rows wait in memory: up to this many batches (at least 10,000 rows), then dropped
 
 class ServiceLog:
     "The online service's prediction log: rows queued on the event loop, written by one thread; drift gauges over the recent window"
@@ -233,6 +234,9 @@ class ServiceLog:
         self.c, self.plog, self.pending, self.n_pending = c, None, [], 0
         self.reference, self.ref_version, self.last_flush, self.last_drift = None, None, time.monotonic(), 0.0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="prediction-log")   # one writer: batches land in order
+        self._busy, self._busy_lock, self._warned = False, threading.Lock(), 0.0   # the writer holds a batch
+        self.cap = max(MAX_BEHIND * c["batch_size"], 10_000)                          # rows waiting, at most
+        self.dropped = Counter("prodkit_prediction_log_dropped_rows", "Sampled rows not logged because the writer fell behind", registry=registry)
         self.status = Gauge("prodkit_drift_status", "Drift of the recent prediction-log window: 0 none, 1 warn, 2 alert, -1 not known yet", registry=registry)
         self.share = Gauge("prodkit_drift_share", "Share of features drifting in the recent window", registry=registry)
         self.psi = Gauge("prodkit_drift_psi", "PSI of a feature (or output) over the recent window", ["feature"], registry=registry)
@@ -249,6 +253,7 @@ class ServiceLog:
         "Queue one answered request if it is sampled (cheap: the writer thread cleans and writes it); returns its request id"
         rid = request_id or uuid.uuid4().hex
         if self.plog is None or not self.plog.sampled(rid): return rid
+        if self.n_pending >= self.cap: self._drop(len(x)); return rid   # the writer is stuck: memory stays bounded
         labels = a.labels
         outs = [dict(prediction=labels[t], confidence=p[t], **{f"proba_{lab}": q for lab, q in zip(labels, p)})
                 for t, p in zip(a.probs.argmax(1).tolist(), a.probs.tolist())]
@@ -259,10 +264,20 @@ class ServiceLog:
 
 # %% ../nbs/43_prediction_log.ipynb #89c5002d
 @patch
-def write_pending(self: ServiceLog) -> None:
-    "Hand the queued rows to the writer thread (returns at once)"
+def write_pending(self: ServiceLog, wait: bool = False) -> None:
+    "Hand the queued rows to the writer thread, unless it is still writing (then they wait for it); returns at once"
+    if not self.pending: return
+    with self._busy_lock:
+        if self._busy and not wait: return
+        self._busy = True
     batch, self.pending, self.n_pending, self.last_flush = self.pending, [], 0, time.monotonic()
-    if batch: self._pool.submit(self._write, batch)
+    self._pool.submit(self._write, batch)
+
+@patch
+def _drop(self: ServiceLog, n: int) -> None:
+    self.dropped.inc(n)
+    if time.monotonic() - self._warned > 10:
+        self._warned = time.monotonic(); _log.warning(f"prediction log: {self.n_pending} rows wait for a writer that is stuck (a slow disk?): dropping new rows")
 
 @patch
 def _write(self: ServiceLog, batch: list) -> None:
@@ -270,11 +285,13 @@ def _write(self: ServiceLog, batch: list) -> None:
         for rows, outs, version, rid in batch: self.plog.log(rows, outs, version, rid)
         self.plog.flush()
     except Exception as e: _log.error(f"prediction log: a batch of {len(batch)} request(s) was not written: {type(e).__name__}: {e}")
+    finally:
+        with self._busy_lock: self._busy = False
 
 @patch
 def shutdown(self: ServiceLog) -> None:
     "Write what is queued and wait for it (on shutdown)"
-    self.write_pending(); self._pool.shutdown(wait=True)
+    self.write_pending(wait=True); self._pool.shutdown(wait=True)
     if self.plog is not None: self.plog.close()
 
 @patch
