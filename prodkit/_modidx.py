@@ -65,6 +65,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'prodkit.cli_release.show': ('cli_release.html#show', 'prodkit/cli_release.py'),
                                      'prodkit.cli_release.version_rows': ('cli_release.html#version_rows', 'prodkit/cli_release.py')},
             'prodkit.cli_serve': { 'prodkit.cli_serve._compose': ('cli_serve.html#_compose', 'prodkit/cli_serve.py'),
+                                   'prodkit.cli_serve.config_option': ('cli_serve.html#config_option', 'prodkit/cli_serve.py'),
                                    'prodkit.cli_serve.infer': ('cli_serve.html#infer', 'prodkit/cli_serve.py'),
                                    'prodkit.cli_serve.infer_shards': ('cli_serve.html#infer_shards', 'prodkit/cli_serve.py'),
                                    'prodkit.cli_serve.serve': ('cli_serve.html#serve', 'prodkit/cli_serve.py')},

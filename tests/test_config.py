@@ -186,3 +186,17 @@ def test_experiment_wide_mlp_is_what_the_readme_says(project_copy):
                                                           "train: {lr: 0.5, epochs: 4}\nmodel: {dropout: 0.3}\n")
     cfg = compose(overrides=["job=sets_lr", "experiment=wide_mlp"], config_dir=project_copy/"conf")
     assert (cfg.train.lr, cfg.model.dropout, cfg.train.epochs) == (3e-3, 0.2, 4)
+
+def test_command_options_are_range_checked_like_overrides(capsys):
+    from prodkit.cli import main
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "serve.port=70000: must be an integer in [1, 65535] (bind port)" in capsys.readouterr().err
+    assert main(["infer", "in.csv", "out.csv", "--chunk-size", "0"]) == 2 and "infer.chunk_size=0" in capsys.readouterr().err
+    assert main(["infer", "in.csv", "out.csv", "--shard", "2", "--shards", "2"]) == 2 and "must be below infer.shards=2" in capsys.readouterr().err
+
+def test_command_help_is_the_schema_comment():
+    from click.testing import CliRunner
+    from prodkit.cli import cli
+    from prodkit.schema import field_doc, InferConfig
+    out = " ".join(CliRunner().invoke(cli, ["infer", "--help"], terminal_width=400).output.split())
+    assert f"{field_doc(InferConfig, 'chunk_size')} [infer.chunk_size]" in out and f"{field_doc(InferConfig, 'range_margin')} [infer.range_margin]" in out
