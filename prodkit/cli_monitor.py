@@ -37,7 +37,7 @@ def _fail(msg: str):
 @click.argument("reference")
 @click.argument("current")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default="drift-report", show_default=True, help="directory for drift.html and drift.json")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="a drift threshold, e.g. --set psi_warn=0.2 (see conf/drift/default.yaml)")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="a drift threshold, e.g. --set psi_warn=0.2 (keys and defaults: prodkit.schema.DriftConfig)")
 @click.option("--runs-dir", type=click.Path(file_okay=False), help="where runs live [paths.runs_dir]")
 @click.option("--registry", type=click.Path(file_okay=False), help="model registry directory [registry.path]")
 @click.option("--inputs", type=click.Path(dir_okay=False), help="when CURRENT is a batch output without the input columns: the file it scored")

@@ -6,46 +6,58 @@ import json
 from pathlib import Path
 
 import click
+from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, compose
+from .config import ConfigError, check_ranges, compose
+from .schema import field_doc, key_help, schema_field
 
 # %% auto #0
-__all__ = ['COMMANDS', 'infer', 'infer_shards', 'serve']
+__all__ = ['COMMANDS', 'config_option', 'infer', 'infer_shards', 'serve']
 
-# %% ../nbs/88_cli_serve.ipynb #225f4424
-def _compose(overrides):
-    try: return compose(overrides=list(overrides))
+# %% ../nbs/88_cli_serve.ipynb #ae62ce06
+def config_option(*flags: str, key: str, **kw):
+    "A click option that sets config `key`; its help is the key's comment in the schema"
+    return click.option(*flags, key.replace(".", "__"), help=key_help(key), **kw)
+
+def _compose(overrides, options: dict) -> DictConfig:
+    "The project config with `overrides`, then the options given (`{serve__port: 8000}`; None: not given), ranges checked"
+    try:
+        cfg = compose(overrides=list(overrides))
+        for name, v in options.items():
+            if v is not None: OmegaConf.update(cfg, name.replace("__", "."), v)
+        check_ranges(cfg)
+        return cfg
     except ConfigError as e: raise click.UsageError(str(e)) from None
 
+# %% ../nbs/88_cli_serve.ipynb #225f4424
 @click.command("infer")
 @click.argument("input", type=click.Path(dir_okay=False))
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
-@click.option("--model", "-m", help="registry alias or version, or an .onnx file [infer.model]")
-@click.option("--registry", type=click.Path(file_okay=False), help="registry directory [infer.registry]")
-@click.option("--chunk-size", type=int, help="rows per chunk [infer.chunk_size]")
-@click.option("--margin", type=float, help="allowed distance outside the training range, share of its width [infer.range_margin]")
-@click.option("--max-bad-share", type=float, help="fail above this share of invalid rows [infer.max_bad_share]")
-@click.option("--shard", type=int, help="this shard [infer.shard]")
-@click.option("--shards", type=int, help="number of shards [infer.shards]")
-@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
-def infer(input, output, overrides, model, registry, chunk_size, margin, max_bad_share, shard, shards, quiet):
+@config_option("--model", "-m", key="infer.model")
+@config_option("--registry", key="infer.registry", type=click.Path(file_okay=False, resolve_path=True))
+@config_option("--chunk-size", key="infer.chunk_size", type=int)
+@config_option("--margin", key="infer.range_margin", type=float)
+@config_option("--max-bad-share", key="infer.max_bad_share", type=float)
+@config_option("--shard", key="infer.shard", type=int)
+@config_option("--shards", key="infer.shards", type=int)
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar [infer.progress=false]")
+def infer(input, output, overrides, quiet, **options):
     "Score INPUT (CSV or Parquet) into OUTPUT (.csv or .parquet) with a released model; bad rows to a quarantine file"
     from prodkit.batch import BatchError, batch_infer, open_model
     from prodkit.infer import InferenceError
-    c = _compose(overrides).infer
-    pick = lambda v, d: d if v is None else v
+    c = _compose(overrides, options).infer
     try:
-        m = open_model(pick(model, c.model), pick(registry, c.registry))
-        s = batch_infer(m, Path(input).resolve(), Path(output).resolve(), pick(chunk_size, c.chunk_size), pick(margin, c.range_margin),
-                        pick(max_bad_share, c.max_bad_share), pick(shard, c.shard), pick(shards, c.shards), progress=not quiet and c.progress)
+        m = open_model(c.model, c.registry)
+        s = batch_infer(m, Path(input).resolve(), Path(output).resolve(), c.chunk_size, c.range_margin, c.max_bad_share, c.shard, c.shards,
+                        progress=not quiet and c.progress)
     except (BatchError, InferenceError) as e:
         click.echo(f"prodkit infer: {e}", err=True); raise click.exceptions.Exit(1)
     click.echo(json.dumps(s, indent=2))
 
 @click.command("infer-shards")
 @click.argument("output", type=click.Path(dir_okay=False))
-@click.option("--shards", type=int, required=True, help="how many shards the input was split into")
+@click.option("--shards", type=click.IntRange(min=1), required=True, help=field_doc(*schema_field("infer.shards")))
 @click.option("--merge", is_flag=True, help="also join the shards into OUTPUT")
 def infer_shards(output, shards, merge):
     "Check every shard of OUTPUT finished (the last step of a sharded run); add up their counts"
@@ -56,19 +68,16 @@ def infer_shards(output, shards, merge):
 # %% ../nbs/88_cli_serve.ipynb #bffc0d20
 @click.command("serve")
 @click.argument("overrides", nargs=-1)
-@click.option("--host", help="bind address [serve.host]")
-@click.option("--port", type=int, help="bind port [serve.port]")
-@click.option("--workers", type=int, help="uvicorn worker processes [serve.workers]")
-@click.option("--registry", type=click.Path(file_okay=False), help="registry directory [serve.registry]")
-def serve(overrides, host, port, workers, registry):
+@config_option("--host", key="serve.host")
+@config_option("--port", key="serve.port", type=int)
+@config_option("--workers", key="serve.workers", type=int)
+@config_option("--registry", key="serve.registry", type=click.Path(file_okay=False, resolve_path=True))
+def serve(overrides, **options):
     "Serve the registry's production model: Open Inference Protocol (v2) routes, /predict, /metrics"
     from prodkit.serve_app import run_server
     from prodkit.prediction_log import pii_columns
-    from omegaconf import OmegaConf
-    full = _compose(overrides); c = full.serve
+    full = _compose(overrides, options); c = full.serve
     if c.log.pii is None: c.log.pii = pii_columns(full.data)   # the data schema's `pii: true` columns: hashed or dropped in the prediction log
-    c = OmegaConf.create(OmegaConf.to_container(c, resolve=True))   # resolved while the root config is there (the merge below detaches it)
-    if registry: c = OmegaConf.merge(c, {"registry": str(Path(registry).resolve())})
-    run_server(c, workers=workers, host=host, port=port)
+    run_server(OmegaConf.create(OmegaConf.to_container(c, resolve=True)))   # resolved while the root config is there
 
 COMMANDS = (infer, infer_shards, serve)   # the root group adds these

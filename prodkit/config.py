@@ -9,6 +9,7 @@ import math
 import os
 import re
 from contextlib import contextmanager
+from dataclasses import is_dataclass
 from pathlib import Path
 
 from hydra import compose as hydra_compose, initialize_config_dir
@@ -19,12 +20,12 @@ from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .schema import ProdkitConfig
+from .schema import INTERVAL, RANGES, ProdkitConfig, field_doc, field_types
 
 # %% auto #0
-__all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'GATE_METRICS', 'GATE_OPS', 'RANGES', 'JOB_NAME', 'ConfigError',
-           'project_root', 'conf_dir', 'check_targets', 'hydra_session', 'compose', 'config_error', 'validate',
-           'parse_gate', 'check_gates', 'check_ranges', 'to_dict', 'as_config']
+__all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'GATE_METRICS', 'GATE_OPS', 'JOB_NAME', 'ConfigError', 'project_root',
+           'conf_dir', 'check_targets', 'hydra_session', 'compose', 'config_error', 'validate', 'parse_gate',
+           'check_gates', 'in_range', 'numbers', 'check_ranges', 'to_dict', 'as_config']
 
 # %% ../nbs/01_config.ipynb #6f2af318
 class ConfigError(ValueError):
@@ -131,7 +132,7 @@ PATH_KEYS = ("paths.data_dir", "paths.runs_dir",                       # relativ
 MUST_EXIST = ("train.resume_from", "data.feedback")
 
 def validate(cfg: DictConfig) -> DictConfig:
-    "Check `_target_`s and `RANGES`, make `PATH_KEYS` absolute (from `paths.root`) and check `MUST_EXIST` paths; returns `cfg`"
+    "Check `_target_`s and ranges, make `PATH_KEYS` absolute (from `paths.root`) and check `MUST_EXIST` paths; returns `cfg`"
     check_targets(cfg)
     check_ranges(cfg)
     check_gates(cfg)
@@ -167,48 +168,44 @@ def check_gates(cfg: DictConfig) -> None:
 
 # %% ../nbs/01_config.ipynb #4b3128f0
 def _finite(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-def _at_least(lo): return lambda v: _finite(v) and v >= lo
-def _fraction(v) -> bool: return _finite(v) and 0 < v < 1
 
-RANGES = (   # (key, check, what the value must be); a None value (where the schema allows it) is not checked unless noted
-    ("seed", lambda v: isinstance(v, int) and 0 <= v < 2**32, "an integer from 0 to 2**32-1"),
-    ("train.epochs", _at_least(1), "an integer >= 1"),
-    ("train.batch_size", _at_least(1), "an integer >= 1"),
-    ("train.lr", lambda v: _finite(v) and v > 0, "a positive finite number"),
-    ("train.patience", _at_least(0), "an integer >= 0 (0: never stop early)"),
-    ("train.weight_decay", _at_least(0), "a finite number >= 0"),
-    ("train.min_delta", _at_least(0), "a finite number >= 0"),
-    ("train.threads", _at_least(1), "an integer >= 1"),
-    ("train.divergence_factor", lambda v: _finite(v) and v > 1, "a finite number > 1, or null to turn the check off"),
-    ("data.val_fraction", _fraction, "a number between 0 and 1"),
-    ("data.test_fraction", _fraction, "a number between 0 and 1"),
-    ("data.outliers.threshold", lambda v: _finite(v) and v > 0, "a positive finite number"),
-    ("data.n_rows", _at_least(1), "an integer >= 1"),
-    ("data.n_features", _at_least(1), "an integer >= 1"),
-    ("data.generator_seed", lambda v: isinstance(v, int) and 0 <= v < 2**32, "an integer from 0 to 2**32-1"),
-    ("model.dropout", lambda v: _finite(v) and 0 <= v < 1, "a number from 0 up to (not including) 1"),
-    ("model.kernel_size", _at_least(1), "an integer >= 1"),
-    ("job.cell_timeout", lambda v: _finite(v) and v >= 1 and v == int(v), "a whole number of seconds >= 1, or null for no limit"),
-    ("job.start_retries", lambda v: isinstance(v, int) and 0 <= v <= 100, "an integer from 0 to 100"),
-    ("export.opset", lambda v: isinstance(v, int) and 7 <= v <= 30, "an ONNX opset from 7 to 30"),
-    ("export.example_batch", _at_least(1), "an integer >= 1"),
-    ("export.speed.warmup", _at_least(0), "an integer >= 0"),
-    ("export.speed.repeats", _at_least(1), "an integer >= 1"),
-    ("export.speed.budget_s", lambda v: _finite(v) and v > 0, "a positive finite number of seconds"),
-)
+def in_range(v, interval: str, integer: bool = False) -> bool:
+    "Whether `v` is a finite number (an int if `integer`) in `interval`, written as in `prodkit.schema.RANGES`"
+    whole, left, lo, hi, right = INTERVAL.fullmatch(interval).groups()
+    if not _finite(v) or (integer and not isinstance(v, int)) or (whole and v != int(v)): return False
+    lo, hi = float(lo), float(hi)
+    return (lo < v if left == "(" else lo <= v) and (v < hi if right == ")" else v <= hi)
+
+def numbers(cfg: DictConfig, cls: type = ProdkitConfig, key: str = ""):
+    "Yield (dotted key, value, dataclass, field) for each number in `cfg` that the schema types, in nested groups, lists and dicts too"
+    for name, (shape, t, _) in field_types(cls).items():
+        if not (is_dataclass(t) or t in (int, float)) or (v := OmegaConf.select(cfg, name, default=None)) is None: continue
+        k = f"{key}.{name}" if key else name
+        if shape == "one": items = [(k, v)]
+        elif isinstance(v, ListConfig): items = [(f"{k}[{i}]", x) for i, x in enumerate(v)]
+        elif isinstance(v, DictConfig): items = [(f"{k}.{n}", x) for n, x in v.items()]
+        else: continue   # not a list or dict where the schema wants one: the type check reports it
+        for ik, x in items:
+            if is_dataclass(t) and isinstance(x, DictConfig): yield from numbers(x, t, ik)
+            elif t in (int, float) and x is not None: yield ik, x, cls, name
 
 # %% ../nbs/01_config.ipynb #a8cccf54
 JOB_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
+def _out_of_range(key: str, v, cls: type, name: str) -> ConfigError:
+    "The error for number `v` of `key` outside its range: what it must be, and what the key means"
+    interval, (_, t, optional) = RANGES[cls][name], field_types(cls)[name]
+    kind = "an integer" if t is int else "a whole number" if interval.startswith("whole") else "a number"
+    return ConfigError(f"{key}={v}: must be {kind} in {interval.removeprefix('whole ')}{' or null' if optional else ''} ({field_doc(cls, name)})")
+
 def check_ranges(cfg: DictConfig) -> None:
-    "Raise `ConfigError` naming the first key of `RANGES` (or a job name) whose value is out of range"
-    for key, ok, what in RANGES:
-        v = OmegaConf.select(cfg, key, default=None)
-        if v is not None and not ok(v): raise ConfigError(f"{key}={v}: must be {what}")
-    for key in ("model.hidden", "model.channels", "data.input_shape", "export.speed.batch_sizes"):
-        if any(not _at_least(1)(n) for n in OmegaConf.select(cfg, key, default=None) or []): raise ConfigError(f"{key}: every size must be an integer >= 1")
+    "Raise `ConfigError` for the first number outside its range (`prodkit.schema.RANGES`), limits across keys or a bad job name"
+    for key, v, cls, name in numbers(cfg):
+        if not in_range(v, RANGES[cls][name], integer=field_types(cls)[name][1] is int): raise _out_of_range(key, v, cls, name)
     if (n := OmegaConf.select(cfg, "data.val_fraction", default=0) + OmegaConf.select(cfg, "data.test_fraction", default=0)) >= 1:
         raise ConfigError(f"data.val_fraction + data.test_fraction = {n:g}: must be below 1, or no rows are left to train on")
+    if (shard := OmegaConf.select(cfg, "infer.shard", default=0)) >= (shards := OmegaConf.select(cfg, "infer.shards", default=1)):
+        raise ConfigError(f"infer.shard={shard}: must be below infer.shards={shards} (shards are numbered 0..{shards - 1})")
     name = OmegaConf.select(cfg, "job.name", default=None)
     if isinstance(name, str) and (not JOB_NAME.fullmatch(name) or name in (".", "..")):
         raise ConfigError(f"job.name={name!r}: must be a plain name (letters, digits, `_`, `-`, `.`): it names a folder under the runs dir")

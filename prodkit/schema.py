@@ -4,22 +4,40 @@
 
 # %% ../nbs/00_schema.ipynb #de5a50d9
 from __future__ import annotations
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
-from typing import Any, Dict, Optional
+from functools import cache
+from types import UnionType
+from typing import Any, Dict, Optional, Union, get_args, get_origin, get_type_hints
 
 from omegaconf import MISSING
 
 # %% auto #0
-__all__ = ['PathsConfig', 'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec', 'DataConfig', 'ModelConfig', 'Optimizer',
-           'Monitor', 'TrainConfig', 'TrackingMode', 'TrackingConfig', 'JobConfig', 'ParityConfig', 'SpeedConfig',
-           'ExportConfig', 'GatesConfig', 'RegistryConfig', 'BaselineRule', 'BaselineConfig', 'PredictionLogConfig',
-           'ServeConfig', 'InferConfig', 'DriftConfig', 'ProdkitConfig']
+__all__ = ['RANGES', 'INTERVAL', 'ranged', 'PathsConfig', 'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec',
+           'DataConfig', 'ModelConfig', 'Optimizer', 'Monitor', 'TrainConfig', 'TrackingMode', 'TrackingConfig',
+           'JobConfig', 'ParityConfig', 'SpeedConfig', 'ExportConfig', 'GatesConfig', 'RegistryConfig', 'BaselineRule',
+           'BaselineConfig', 'PredictionLogConfig', 'ServeConfig', 'InferConfig', 'DriftConfig', 'ProdkitConfig',
+           'field_types', 'field_doc', 'schema_field', 'key_help']
+
+# %% ../nbs/00_schema.ipynb #1a0a31e4
+RANGES: dict[type, dict[str, str]] = {}   # schema dataclass -> {numeric field: the interval its values lie in}, filled by `ranged`
+INTERVAL = re.compile(r"(whole )?([\[(])(-inf|-?[\d.]+(?:e[+-]?\d+)?), (inf|-?[\d.]+(?:e[+-]?\d+)?)([\])])")  # `[1, 65535]`, `(0, 1]`, `whole [1, inf)`
+
+def ranged(**intervals: str):
+    "Class decorator: the interval each numeric field of a schema dataclass lies in, e.g. `@ranged(port='[1, 65535]')`"
+    def record(cls):
+        names = {f.name for f in fields(cls)}
+        if bad := [f"{k}={v!r}" for k, v in intervals.items() if k not in names or not INTERVAL.fullmatch(v)]:
+            raise TypeError(f"@ranged on {cls.__name__}: not a field, or not an interval: {', '.join(bad)}")
+        RANGES[cls] = intervals
+        return cls
+    return record
 
 # %% ../nbs/00_schema.ipynb #7a1edd72
 @dataclass
 class PathsConfig:
-    root: str = MISSING      # the project root; `${prodkit_root:}` by default
+    root: str = MISSING      # the project root (conf/paths: the checkout, `${prodkit_root:}`)
     data_dir: str = MISSING  # where datasets are materialized and read
     runs_dir: str = MISSING  # where every run writes its directory (git-ignored)
 
@@ -36,6 +54,7 @@ class OutlierAction(str, Enum):
     clip = "clip"              # clip the values to the rule's bounds
     quarantine = "quarantine"  # move the rows to a side file
 
+@ranged(threshold="(0, inf)")
 @dataclass
 class OutlierConfig:
     rule: OutlierRule = OutlierRule.robust_z  # robust_z, iqr or none
@@ -44,6 +63,7 @@ class OutlierConfig:
     quarantine_path: str | None = None        # side file for quarantined rows; None: `<data file>.quarantine.csv`
 
 # %% ../nbs/00_schema.ipynb #b13dc596
+@ranged(min="(-inf, inf)", max="(-inf, inf)")
 @dataclass
 class ColumnSpec:
     name: str = MISSING           # column name (a regular expression when `regex`)
@@ -55,6 +75,8 @@ class ColumnSpec:
     regex: bool = False           # `name` matches several columns, e.g. `pixel_\\d_\\d`
     pii: bool = False             # personal data: hashed or left out of prediction logs
 
+@ranged(val_fraction="(0, 1)", test_fraction="(0, 1)", input_shape="[1, inf)", segment_bins="(-inf, inf)",
+        n_rows="[1, inf)", n_features="[1, inf)", generator_seed="[0, 4294967295]")
 @dataclass
 class DataConfig:
     name: str = MISSING                 # dataset name, e.g. breast_cancer
@@ -77,11 +99,12 @@ class DataConfig:
     feedback: str | None = None         # a feedback dataset (production rows with late labels) trained on alongside `path`
 
 # %% ../nbs/00_schema.ipynb #b7ca2195
+@ranged(hidden="[1, inf)", dropout="[0, 1)", channels="[1, inf)", kernel_size="[1, inf)")
 @dataclass
 class ModelConfig:
     name: str = MISSING                                  # architecture: mlp or cnn
     hidden: list[int] = field(default_factory=lambda: [64, 32])  # hidden layer sizes (cnn: after the convolutions)
-    dropout: float = 0.0                                 # dropout probability
+    dropout: float = 0.1                                 # dropout probability
     channels: list[int] = field(default_factory=lambda: [16, 32])  # cnn: output channels of each convolution block
     kernel_size: int = 3                                 # cnn: convolution kernel size
 
@@ -97,9 +120,11 @@ class Monitor(str, Enum):
     val_loss = "val_loss"          # lower is better
     val_accuracy = "val_accuracy"  # higher is better
 
+@ranged(epochs="[1, inf)", batch_size="[1, inf)", lr="(0, inf)", patience="[0, inf)", weight_decay="[0, inf)",
+        min_delta="[0, inf)", threads="[1, inf)", divergence_factor="(1, inf)")
 @dataclass
 class TrainConfig:
-    epochs: int = 20          # maximum epochs
+    epochs: int = 30          # maximum epochs
     batch_size: int = 64      # rows per step
     lr: float = 1e-3          # learning rate
     patience: int = 5         # epochs without improvement before early stopping; 0: never stop early
@@ -127,6 +152,7 @@ class TrackingConfig:
     tags: list[str] = field(default_factory=list)  # wandb run tags
 
 # %% ../nbs/00_schema.ipynb #87a176ef
+@ranged(cell_timeout="whole [1, inf)", start_retries="[0, 100]")
 @dataclass
 class JobConfig:
     name: str = MISSING                 # runs go to runs/<name>/
@@ -137,11 +163,13 @@ class JobConfig:
     params: Dict[str, Any] = field(default_factory=dict)  # free-form parameters of this job
 
 # %% ../nbs/00_schema.ipynb #1ee3ce9d
+@ranged(batch_sizes="[1, inf)", tolerances="[0, inf)")
 @dataclass
 class ParityConfig:
-    batch_sizes: list[Optional[int]] = field(default_factory=lambda: [1, 7, 256, None])  # None: the whole test set
+    batch_sizes: list[Optional[int]] = field(default_factory=lambda: [1, 7, 256, None])  # batch sizes compared; None: the whole test set
     tolerances: Dict[str, float] = field(default_factory=lambda: {"probabilities": 1e-5, "logits": 1e-4})  # max |onnx - torch| per output
 
+@ranged(batch_sizes="[1, inf)", warmup="[0, inf)", repeats="[1, inf)", budget_s="(0, inf)")
 @dataclass
 class SpeedConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 256])  # batch sizes timed
@@ -149,19 +177,29 @@ class SpeedConfig:
     repeats: int = 200        # timed calls (at most)
     budget_s: float = 1.0     # stop timing one setting after this many seconds
 
+@ranged(opset="[7, 30]", example_batch="[1, inf)")
 @dataclass
 class ExportConfig:
-    dynamo: bool = True        # the torch.export-based exporter; false: the legacy TorchScript one
+    dynamo: bool = True        # the torch.export-based exporter; false: the legacy TorchScript one (faster to export)
     opset: int = 20            # ONNX opset
     batch_axis: str = "batch"  # name of the dynamic batch dimension
     example_batch: int = 2     # rows of the traced example (parity checks other sizes)
     full_check: bool = True    # onnx.checker with shape inference
-    parity: ParityConfig = field(default_factory=ParityConfig)
-    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    parity: ParityConfig = field(default_factory=ParityConfig)  # onnxruntime against torch eager on the test rows
+    speed: SpeedConfig = field(default_factory=SpeedConfig)     # latency and throughput in the release report
 
+# %% ../nbs/00_schema.ipynb #e62030ee
 @dataclass
 class GatesConfig:
-    rules: list[str] = field(default_factory=list)  # "metric op threshold", e.g. "accuracy >= 0.95", "accuracy >= production - 0.01"
+    rules: list[str] = field(default_factory=lambda: [  # "metric op threshold": a version must pass every one to be promoted
+        "accuracy >= 0.95",               # the ONNX model's accuracy on the training run's test rows
+        "ece <= 0.05",                    # expected calibration error: are its probabilities honest?
+        "parity_max_abs <= 1e-4",         # largest |onnx - torch| over every batch size and output
+        "latency_ms_p95 <= 20",           # one-row ONNX latency, one thread, after warm-up
+        "model_mb <= 50",                 # size of the ONNX file
+        "accuracy >= production - 0.01",  # no worse than the production model by more than 0.01
+        "leakage_rows <= 0",              # no test row identical to a training row
+    ])
 
 @dataclass
 class RegistryConfig:
@@ -169,12 +207,14 @@ class RegistryConfig:
     promote: bool = True       # the release job promotes a version that passes its gates
 
 # %% ../nbs/00_schema.ipynb #2f9aa3ec
+@ranged(above="(-inf, inf)")
 @dataclass
 class BaselineRule:
     feature: str = MISSING        # a model feature
     above: float = MISSING        # the rule fires when the feature's value is above this
     label: str = MISSING          # the label it then answers
 
+@ranged(confidence="(0, 1]")
 @dataclass
 class BaselineConfig:
     rules: list[BaselineRule] = field(default_factory=list)  # tried in order; the first that fires answers
@@ -182,10 +222,12 @@ class BaselineConfig:
     confidence: float = 0.6       # the probability the baseline gives its label (the rest is spread over the others)
 
 # %% ../nbs/00_schema.ipynb #b5d67cfb
+@ranged(sample="[0, 1]", batch_size="[1, inf)", flush_seconds="[0, inf)", keep_files="[1, inf)", drift_window="[1, inf)",
+        drift_seconds="[0, inf)")
 @dataclass
 class PredictionLogConfig:
     enabled: bool = False         # log a sample of the answered requests (inputs, prediction, confidence, version, time)
-    dir: Optional[str] = None     # the log's directory (conf: `${paths.runs_dir}/prediction_log`)
+    dir: Optional[str] = MISSING  # the log's directory (conf/serve: `${paths.runs_dir}/prediction_log`)
     format: str = "jsonl"         # jsonl (appended per batch, rotated) or parquet (a file per batch)
     sample: float = 0.1           # share of requests logged (decided by the request id)
     batch_size: int = 200         # rows per write: a crash loses at most this many
@@ -197,6 +239,8 @@ class PredictionLogConfig:
     drift_seconds: float = 30.0   # ... recomputed this often (in the poll loop)
 
 # %% ../nbs/00_schema.ipynb #945f17f0
+@ranged(port="[1, 65535]", workers="[1, inf)", poll_seconds="(0, inf)", max_batch="[1, inf)", max_body_bytes="[1, inf)",
+        range_margin="[0, inf)", confidence_threshold="[0, 1]", canary_share="[0, 1]", graceful_seconds="[0, inf)")
 @dataclass
 class ServeConfig:
     registry: str = MISSING       # the model registry directory (registry.db + blobs/)
@@ -220,6 +264,7 @@ class ServeConfig:
     log: PredictionLogConfig = field(default_factory=PredictionLogConfig)
 
 # %% ../nbs/00_schema.ipynb #fdd7326e
+@ranged(chunk_size="[1, inf)", range_margin="[0, inf)", max_bad_share="[0, 1]", shard="[0, inf)", shards="[1, inf)")
 @dataclass
 class InferConfig:
     input: Optional[str] = None   # the CSV or Parquet file to score (relative: from the project root)
@@ -229,11 +274,13 @@ class InferConfig:
     chunk_size: int = 65536       # rows per chunk: bounds memory
     range_margin: Optional[float] = 0.5  # allowed distance outside the training range, as a share of its width; None: off
     max_bad_share: float = 0.01   # the run fails if more than this share of rows is invalid
-    shard: int = 0                # this job's shard (sweep it: infer.shard=0,1,2,3)
+    shard: int = 0                # this job's shard, from 0 (sweep it: infer.shard=0,1,2,3)
     shards: int = 1               # how many shards the input is split into
     progress: bool = True         # progress bar with rows/s
 
 # %% ../nbs/00_schema.ipynb #0b9d4e50
+@ranged(psi_warn="(0, inf)", psi_alert="(0, inf)", distance="(0, inf)", p_value="(0, 1]", missing_warn="(0, 1]",
+        missing_alert="(0, 1]", dataset_share="(0, 1]", smoothing="(0, inf)", min_rows="[1, inf)", max_plots="[0, inf)")
 @dataclass
 class DriftConfig:
     psi_warn: float = 0.1        # population stability index at or above this: the feature drifts (warn)
@@ -249,14 +296,15 @@ class DriftConfig:
     max_plots: int = 40          # plots in the HTML report (drifted features first)
 
 # %% ../nbs/00_schema.ipynb #3cb061a4
+@ranged(seed="[0, 4294967295]")
 @dataclass
 class ProdkitConfig:
-    seed: int = 0
-    paths: PathsConfig = field(default_factory=PathsConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = 0                 # the one seed of a run: the split, the initial weights, the batch order
+    paths: PathsConfig = field(default_factory=PathsConfig)           # where the project, its data and its runs live
+    data: DataConfig = field(default_factory=DataConfig)              # research: the dataset and its declared columns
+    model: ModelConfig = field(default_factory=ModelConfig)           # research: the architecture
+    train: TrainConfig = field(default_factory=TrainConfig)           # research: the training loop
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # research: wandb
     export: ExportConfig = field(default_factory=ExportConfig)        # release: ONNX export, parity, speed
     gates: GatesConfig = field(default_factory=GatesConfig)           # release: what a model must pass
     registry: RegistryConfig = field(default_factory=RegistryConfig)  # release: where versions live
@@ -264,3 +312,44 @@ class ProdkitConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)           # production: the online service (prodkit serve)
     drift: DriftConfig = field(default_factory=DriftConfig)           # production: drift thresholds
     job: Optional[JobConfig] = None     # set by `job=<name>`; None when composing without a job
+
+# %% ../nbs/00_schema.ipynb #28fa8644
+def _unwrap(t) -> tuple[Any, bool]:
+    "`Optional[X]` -> (X, True); any other type -> (it, False)"
+    args = [a for a in get_args(t) if a is not type(None)]
+    return (args[0], True) if get_origin(t) in (Union, UnionType) and len(args) == 1 else (t, False)
+
+@cache
+def field_types(cls) -> dict[str, tuple[str, Any, bool]]:
+    "Each field of schema dataclass `cls`: (shape `one`, `list` or `dict`; the type of one value; whether a value may be None)"
+    out = {}
+    for name, t in get_type_hints(cls).items():
+        t, optional = _unwrap(t)
+        shape = {list: "list", dict: "dict"}.get(get_origin(t), "one")
+        if shape != "one": t, optional = _unwrap(get_args(t)[-1])
+        out[name] = (shape, t, optional)
+    return out
+
+@cache
+def _docs(cls) -> dict:
+    from fastcore.docments import docments   # here: the service imports the schema and never needs it
+    return docments(cls)
+
+def field_doc(cls, name: str) -> str:
+    "The trailing comment of field `name` of schema dataclass `cls`"
+    if not (doc := _docs(cls).get(name)): raise ValueError(f"{cls.__name__}.{name} has no comment to show as help")
+    return doc
+
+def schema_field(key: str) -> tuple[type, str]:
+    "The dataclass and field behind a dotted config key: `'serve.log.sample'` -> `(PredictionLogConfig, 'sample')`"
+    cls, *groups, name = ProdkitConfig, *key.split(".")
+    for g in groups:
+        shape, t, _ = field_types(cls).get(g, ("", None, False))
+        if shape != "one" or not is_dataclass(t): raise KeyError(f"{key}: {cls.__name__} has no group {g!r}")
+        cls = t
+    if name not in field_types(cls): raise KeyError(f"{key}: {cls.__name__} has no field {name!r}")
+    return cls, name
+
+def key_help(key: str) -> str:
+    "The help of a command-line option that sets config `key`: the field's comment, then the key"
+    return f"{field_doc(*schema_field(key))} [{key}]"

@@ -80,3 +80,123 @@ def test_plain_dict_round_trip_is_read_only():
     cfg = as_config(d)
     assert cfg.train.epochs == 4
     with pytest.raises(Exception): cfg.train.epochs = 5
+
+# --- ranges: every number of every group has one, declared next to its field in prodkit.schema ----------------
+
+def _schema_classes():
+    import inspect
+    from dataclasses import is_dataclass
+    import prodkit.schema as schema
+    return [c for _, c in inspect.getmembers(schema, is_dataclass) if c.__module__ == schema.__name__]
+
+def test_every_numeric_setting_has_a_range_and_a_comment():
+    from prodkit.schema import RANGES, field_doc, field_types
+    numeric = [(c, n) for c in _schema_classes() for n, (_, t, _) in field_types(c).items() if t in (int, float)]
+    names = {f"{c.__name__}.{n}" for c, n in numeric}   # nested, list- and dict-typed and optional fields are all seen
+    assert {"ServeConfig.port", "PredictionLogConfig.sample", "ColumnSpec.min", "ParityConfig.batch_sizes", "ParityConfig.tolerances",
+            "JobConfig.cell_timeout", "ProdkitConfig.seed"} <= names and len(names) >= 60
+    missing = [f"{c.__name__}.{n}" for c, n in numeric if n not in RANGES.get(c, {})]
+    assert not missing, f"numeric settings without a range (declare it in the @ranged above the class): {missing}"
+    assert all(field_doc(c, n) for c, n in numeric)   # the error message and --help show it
+
+@pytest.mark.parametrize("override, message", [
+    ("serve.port=-1", "serve.port=-1: must be an integer in [1, 65535] (bind port)"),
+    ("serve.port=65536", "serve.port=65536: must be an integer in [1, 65535]"),
+    ("serve.workers=0", "serve.workers=0: must be an integer in [1, inf)"),
+    ("serve.canary_share=7", "serve.canary_share=7.0: must be a number in [0, 1]"),
+    ("serve.log.sample=2", "serve.log.sample=2.0: must be a number in [0, 1]"),
+    ("drift.p_value=5", "drift.p_value=5.0: must be a number in (0, 1]"),
+    ("drift.min_rows=-3", "drift.min_rows=-3: must be an integer in [1, inf)"),
+    ("infer.chunk_size=0", "infer.chunk_size=0: must be an integer in [1, inf)"),
+    ("infer.shards=0", "infer.shards=0: must be an integer in [1, inf)"),
+    ("export.parity.tolerances.logits=-1", "export.parity.tolerances.logits=-1.0: must be a number in [0, inf)"),
+    ("serve.range_margin=-0.5", "serve.range_margin=-0.5: must be a number in [0, inf) or null"),
+    ("export.parity.batch_sizes=[1,null,0]", "export.parity.batch_sizes[2]=0: must be an integer in [1, inf) or null"),
+    ("serve.baseline.rules=[{feature: x, above: inf, label: '1'}]", "serve.baseline.rules[0].above=inf: must be a number in (-inf, inf)"),
+    ("infer.shard=4", "infer.shard=4: must be below infer.shards=1 (shards are numbered 0..0)"),
+])
+def test_out_of_range_numbers_are_refused_at_compose_time(override, message):
+    with pytest.raises(ConfigError) as e: compose(overrides=[override])
+    assert message in str(e.value)
+
+def test_shard_must_be_below_shards():
+    with pytest.raises(ConfigError, match=r"infer.shard=4: must be below infer.shards=4 \(shards are numbered 0..3\)"):
+        compose(overrides=["infer.shard=4", "infer.shards=4"])
+    assert compose(overrides=["infer.shard=3", "infer.shards=4"]).infer.shard == 3
+
+def test_a_run_with_an_out_of_range_number_exits_2_before_any_kernel(tmp_path, capsys):
+    from prodkit.cli import main
+    from prodkit.runs import ExitCode
+    runs = tmp_path/"runs"
+    assert main(["run", "hello", f"paths.runs_dir={runs}", "serve.port=-1"]) == ExitCode.CONFIG_ERROR
+    assert "serve.port=-1: must be an integer in [1, 65535]" in capsys.readouterr().err
+    assert not runs.exists()
+
+# --- one definition of each default: the schema's; a group file sets only what its option changes ---------------
+
+def _leaves(d: dict, key: str = ""):
+    for k, v in d.items():
+        if isinstance(v, dict) and v: yield from _leaves(v, f"{key}.{k}" if key else k)
+        else: yield (f"{key}.{k}" if key else k), v
+
+def test_group_files_do_not_repeat_schema_defaults():
+    import yaml
+    from omegaconf import OmegaConf
+    from prodkit.schema import ProdkitConfig
+    defaults = OmegaConf.to_container(OmegaConf.structured(ProdkitConfig), enum_to_str=True)
+    repeated = []
+    for f in sorted(conf_dir().glob("*/*.yaml")):
+        text = f.read_text()
+        if f.parent.name not in defaults or "@package _global_" in text: continue   # job, experiment, debug: overrides
+        for key, v in _leaves(yaml.safe_load(text) or {}):
+            default = OmegaConf.select(OmegaConf.create(defaults[f.parent.name] or {}), key, default=object())
+            if v == default: repeated.append(f"{f.relative_to(conf_dir())}: {key}: {v!r}")
+    assert not repeated, f"these repeat the default in prodkit.schema (remove them from the file): {repeated}"
+
+@pytest.mark.parametrize("overrides, expected", [
+    ([], {"seed": 0, "model.name": "mlp", "model.hidden": [64, 32], "model.dropout": 0.1, "train.epochs": 30, "train.lr": 1e-3,
+          "train.patience": 5, "data.val_fraction": 0.2, "data.outliers.rule": "robust_z", "data.segment": "mean radius",
+          "tracking.mode": "offline", "drift.psi_warn": 0.1, "export.opset": 20, "gates.rules[0]": "accuracy >= 0.95",
+          "registry.promote": True}),
+    (["model=cnn"], {"model.name": "cnn", "model.hidden": [64], "model.channels": [16, 32], "model.kernel_size": 3, "model.dropout": 0.1}),
+    (["data=digits", "model=cnn"], {"data.name": "digits", "data.input_shape": [1, 8, 8], "data.outliers.rule": "none",
+                                    "data.outliers.action": "keep", "data.segment": None, "data.target": "target", "model.hidden": [64]}),
+    (["data=synthetic"], {"data.n_rows": 10000, "data.generator_seed": 0, "data.outliers.threshold": 6.0, "data.strict": True}),
+    (["debug=tiny"], {"train.epochs": 3, "train.patience": 0, "train.progress": False, "tracking.mode": "disabled", "train.batch_size": 64}),
+    (["job=drift_report"], {"job.cell_timeout": 600.0, "job.start_retries": 2}),
+])
+def test_composed_defaults_are_what_users_got_before_the_yaml_files_were_trimmed(overrides, expected):
+    from omegaconf import OmegaConf
+    cfg = compose(overrides=overrides)
+    got = {k: OmegaConf.select(cfg, k) for k in expected}
+    assert {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in got.items()} == expected
+
+# --- experiments (conf/experiment/wide_mlp.yaml) and who wins -------------------------------------------------
+
+def test_experiment_wide_mlp_is_what_the_readme_says(project_copy):
+    cfg = compose(overrides=["experiment=wide_mlp"])
+    assert (cfg.model.name, list(cfg.model.hidden), cfg.model.dropout, cfg.train.lr) == ("mlp", [256, 128], 0.2, 3e-3)
+    plain = compose()
+    assert (cfg.train.epochs, cfg.data.name, cfg.model.kernel_size) == (plain.train.epochs, plain.data.name, plain.model.kernel_size)
+    # overrides typed on the command line win over the experiment, a group choice included
+    cfg = compose(overrides=["experiment=wide_mlp", "model.dropout=0.5", "train.lr=0.01", "model=cnn"])
+    assert (cfg.model.name, cfg.model.dropout, cfg.train.lr, list(cfg.model.hidden)) == ("cnn", 0.5, 0.01, [256, 128])
+    # the experiment comes after the job in the defaults list, so it wins over what a job file sets
+    (project_copy/"conf"/"job"/"sets_lr.yaml").write_text("# @package _global_\njob: {name: sets_lr, notebook: x.ipynb}\n"
+                                                          "train: {lr: 0.5, epochs: 4}\nmodel: {dropout: 0.3}\n")
+    cfg = compose(overrides=["job=sets_lr", "experiment=wide_mlp"], config_dir=project_copy/"conf")
+    assert (cfg.train.lr, cfg.model.dropout, cfg.train.epochs) == (3e-3, 0.2, 4)
+
+def test_command_options_are_range_checked_like_overrides(capsys):
+    from prodkit.cli import main
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "serve.port=70000: must be an integer in [1, 65535] (bind port)" in capsys.readouterr().err
+    assert main(["infer", "in.csv", "out.csv", "--chunk-size", "0"]) == 2 and "infer.chunk_size=0" in capsys.readouterr().err
+    assert main(["infer", "in.csv", "out.csv", "--shard", "2", "--shards", "2"]) == 2 and "must be below infer.shards=2" in capsys.readouterr().err
+
+def test_command_help_is_the_schema_comment():
+    from click.testing import CliRunner
+    from prodkit.cli import cli
+    from prodkit.schema import field_doc, InferConfig
+    out = " ".join(CliRunner().invoke(cli, ["infer", "--help"], terminal_width=400).output.split())
+    assert f"{field_doc(InferConfig, 'chunk_size')} [infer.chunk_size]" in out and f"{field_doc(InferConfig, 'range_margin')} [infer.range_margin]" in out
