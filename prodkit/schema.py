@@ -240,7 +240,8 @@ class PredictionLogConfig:
 
 # %% ../nbs/00_schema.ipynb #945f17f0
 @ranged(port="[1, 65535]", workers="[1, inf)", poll_seconds="(0, inf)", max_batch="[1, inf)", max_body_bytes="[1, inf)",
-        range_margin="[0, inf)", confidence_threshold="[0, 1]", canary_share="[0, 1]", graceful_seconds="[0, inf)")
+        range_margin="[0, inf)", confidence_threshold="[0, 1]", canary_share="[0, 1]", graceful_seconds="[0, inf)",
+        healthcheck_seconds="(0, inf)")
 @dataclass
 class ServeConfig:
     registry: str = MISSING       # the model registry directory (registry.db + blobs/)
@@ -260,6 +261,7 @@ class ServeConfig:
     canary_share: float = 0.0     # share of requests answered by `canary_ref` (0: no canary)
     canary_ref: str = "candidate" # the canary's registry alias
     graceful_seconds: float = 10.0  # on SIGTERM, how long requests in flight may take to finish
+    healthcheck_seconds: float = 30.0  # with several workers: how long one may take to answer its supervisor's ping before it is restarted
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     log: PredictionLogConfig = field(default_factory=PredictionLogConfig)
 

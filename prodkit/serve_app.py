@@ -324,4 +324,5 @@ def run_server(cfg, workers: int | None = None, host: str | None = None, port: i
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # uvicorn re-raises SIGTERM after its graceful shutdown: exit 0 then
     os.environ[CONFIG_ENV] = json.dumps(c)
     uvicorn.run("prodkit.serve_app:app_from_env", factory=True, host=host or c["host"], port=port or c["port"],
-                workers=workers or c["workers"], timeout_graceful_shutdown=c["graceful_seconds"], access_log=False, log_level="info")
+                workers=workers or c["workers"], timeout_graceful_shutdown=c["graceful_seconds"],
+                timeout_worker_healthcheck=c["healthcheck_seconds"], access_log=False, log_level="info")
