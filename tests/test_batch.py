@@ -26,6 +26,7 @@ def cli(cmd, *args):
     r = CliRunner().invoke(cmd, [str(a) for a in args])
     return r.exit_code, r.output
 
+@pytest.mark.slow
 def test_chunked_equals_one_shot(setup):
     d, reg, df = setup
     code, out = cli(infer, d/"in.csv", d/"one.parquet", "--registry", reg.path, "--chunk-size", 10**6, "-q")

@@ -71,6 +71,7 @@ def test_prodkit_drift_exit_codes(tmp_path):
     res = drift(tmp_path/"ref.csv", tmp_path/"alert.csv", "--set", "psi_alert=100", "--set", "dataset_share=1", "--json", "--out", tmp_path/"j")
     assert res.returncode == 1 and json.loads(res.stdout)["thresholds"]["psi_alert"] == 100
 
+@pytest.mark.slow
 def test_a_batch_output_is_checked_on_the_rows_it_scored(tmp_path):
     "`prodkit drift REF preds.parquet` as the README writes it: the batch summary names the scored file; predictions alone are refused"
     from prodkit.batch import batch_infer

@@ -12,20 +12,24 @@ MODULES = sorted(m.name for m in pkgutil.iter_modules(prodkit.__path__, "prodkit
 def test_package_has_the_library_modules():
     assert {"prodkit.config", "prodkit.hygiene"} <= set(MODULES)
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mod", MODULES)
 def test_module_imports_in_a_fresh_interpreter_from_root_dir(mod):
     res = run(PY, "-c", f"import {mod}", cwd="/")
     assert res.returncode == 0, res.stderr
 
+@pytest.mark.slow
 def test_checkout_is_in_sync_and_clean():
     check(ROOT)
 
+@pytest.mark.slow
 def test_hand_edited_module_is_detected(project_copy):
     f = project_copy/"prodkit"/"config.py"
     f.write_text(f.read_text().replace("def compose(", "def compose_edited_by_hand("))
     assert export_drift(project_copy) == ["prodkit/config.py"]
     with pytest.raises(HygieneError, match="out of sync.*prodkit/config.py"): check(project_copy)
 
+@pytest.mark.slow
 def test_notebook_with_outputs_is_detected(project_copy):
     nb_path = project_copy/"nbs"/"01_config.ipynb"
     nb = json.loads(nb_path.read_text())
@@ -46,6 +50,7 @@ def test_parameters_tag_survives_cleaning(project_copy):
     cleaned = json.loads(nb_path.read_text())
     assert next(c for c in cleaned["cells"] if c["cell_type"] == "code")["metadata"] == {"tags": ["parameters"]}
 
+@pytest.mark.slow
 def test_hygiene_cli_exit_codes(project_copy):
     ok = run(PY, "-m", "prodkit.hygiene", env={"PRODKIT_ROOT": str(ROOT)})
     assert ok.returncode == 0, ok.stderr

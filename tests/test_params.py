@@ -49,6 +49,7 @@ def test_parameters_for_a_notebook_without_a_parameters_cell_are_refused(tmp_pat
     assert "no cell tagged `parameters`, so it has no place for parameters (msg)" in capsys.readouterr().err
     assert not runs.exists()
 
+@pytest.mark.slow
 def test_params_lists_type_default_and_help(tmp_path, capsys):
     nb = str(pm_notebook(tmp_path/"nb.ipynb"))
     for args in (["params", nb], ["run", nb, "--help-params"]):
@@ -195,6 +196,7 @@ def test_sigint_names_the_signal_and_marks_the_cell(tmp_path):
 
 # --- authoring ---------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_make_notebook_from_a_jupytext_file_passes_the_hygiene_check(project_copy, tmp_path):
     src = tmp_path/"50_scaler.py"
     src.write_text('# %% [markdown]\n# # Scaler\n#\n# > Scale.\n\n# %%\n#| default_exp scaler\n\n# %%\n#| export\n'
@@ -213,6 +215,7 @@ def test_install_stamp_ignores_the_time_nbdev_export_gives_pyproject():
     (ROOT/"pyproject.toml").touch()
     assert run("make", "-q", "install").returncode == 0    # up to date: nothing to reinstall
 
+@pytest.mark.slow
 def test_jupyterlab_opens_new_notebooks_on_the_prodkit_kernel():
     code = ("from jupyter_server.serverapp import ServerApp\nfrom jupyter_server.services.kernels.kernelmanager import MappingKernelManager\n"
             "app = ServerApp(); app.load_config_file(); print(MappingKernelManager(config=app.config).default_kernel_name)")

@@ -16,6 +16,7 @@ WRITER = textwrap.dedent('''
         time.sleep(0.0005)
 ''')
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_a_killed_writer_loses_at_most_the_current_batch(tmp_path, fmt):
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path/"log"), fmt], stdout=subprocess.PIPE, text=True)

@@ -89,6 +89,7 @@ def test_offline_job_run_is_complete_secret_free_and_leaves_no_wandb_process(tmp
         if f.is_file(): assert SECRET.encode() not in f.read_bytes() and SECRET[:40].encode() not in f.read_bytes(), f
 
 
+@pytest.mark.slow
 def test_failure_inside_the_block_finishes_the_run_as_failed_and_stops_wandb(tmp_path):
     cfg = compose(overrides=["tracking.mode=offline"])
     with pytest.raises(RuntimeError, match="boom"):
@@ -107,6 +108,7 @@ def test_disabled_tracking_writes_nothing_and_never_imports_wandb(tmp_path):
     assert res.stdout.split() == ["None", "False"] and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_online_without_a_login_fails_at_once_and_says_what_to_do(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(HOME=str(tmp_path), WANDB_CONFIG_DIR=str(tmp_path/"cfg"), NETRC=str(tmp_path/"netrc"))

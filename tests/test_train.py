@@ -27,6 +27,7 @@ def train(cfg, split, **kw):
     return fit(build_model(cfg.model, split.inputs, seed=cfg.seed), split, cfg.train, seed=cfg.seed, **kw)
 
 
+@pytest.mark.slow
 def test_same_config_data_and_seed_give_bit_identical_weights_and_metrics(tmp_path):
     cfg, split = setup(tmp_path, *TINY)
     a, b = train(cfg, split), train(cfg, split)
