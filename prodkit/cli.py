@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -47,11 +48,18 @@ def fmt_metrics(m: dict, n: int = 4) -> str:
     "The first `n` metrics as `name=value`, short"
     return ", ".join(f"{k}={_fmt_value(v)}" for k, v in list(m.items())[:n]) + (" …" if len(m) > n else "")
 
+def _took(rec) -> str:
+    "` in 3.2 s` for a run that ended; `, started 5 min ago` for one that did not (still running, or its runner is gone)"
+    if rec.duration_s is not None: return f" in {rec.duration_s:.1f} s"
+    try: s = (datetime.now(timezone.utc) - datetime.fromisoformat(rec.started)).total_seconds()
+    except (TypeError, ValueError): return f", started {rec.started or 'at an unknown time'}"
+    return ", started " + (f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.0f} h" if s < 172800 else f"{s / 86400:.0f} d") + " ago"
+
 def print_record(rec, out=None) -> None:
-    "How a run ended, and where its directory, notebook, metrics and links are"
+    "How a run ended (or that it has not), and where its directory, notebook, metrics and links are"
     out = out or sys.stdout
     if rec.cached: print(f"skipped: an identical run succeeded before ({rec.id}); use --force to run again", file=out)
-    else: print(f"{rec.status}: run {rec.id} of {rec.job} in {rec.duration_s:.1f} s" + (f" ({rec.exit_reason})" if rec.exit_reason else ""), file=out)
+    else: print(f"{rec.status}: run {rec.id} of {rec.job}{_took(rec)}" + (f" ({rec.exit_reason})" if rec.exit_reason else ""), file=out)
     rows = [("run dir", rec.path), ("notebook", rec.path/"output.ipynb")]
     if rec.metrics: rows.append(("metrics", fmt_metrics(rec.metrics, 8)))
     rows += list(rec.links.items())

@@ -13,6 +13,7 @@ from .drift import DriftError, DriftResult, compare, reference_from_frame
 from .drift_report import write_report
 from .prediction_log import log_manifest, read_log, without_columns
 from .registry import ModelRegistry, RegistryError
+from .runs import RecordError, checked_record
 
 # %% auto #0
 __all__ = ['TABLE_SUFFIXES', 'read_table', 'with_inputs', 'load_current', 'load_reference', 'check_drift']
@@ -63,17 +64,18 @@ def load_current(
     return frame, meta
 
 # %% ../nbs/47_monitor.ipynb #8dd54703
+def _record_in(d: Path) -> dict:
+    "The record of run directory `d`, through the runs' validating loader; {} when it has none or a damaged one"
+    try: return checked_record(d/"run.json")
+    except (OSError, RecordError): return {}
+
 def _run_dirs(ref: str, runs_dir: Path) -> list[Path]:
-    hits = []
-    for p in sorted(Path(runs_dir).glob("*/*/run.json")):
-        try: rid = json.loads(p.read_text()).get("id", "")
-        except (OSError, json.JSONDecodeError): continue
-        if rid.startswith(ref) or p.parent.name == ref: hits.append(p.parent)
-    return hits
+    return [p.parent for p in sorted(Path(runs_dir).glob("*/*/run.json"))
+            if _record_in(p.parent).get("id", "").startswith(ref) or p.parent.name == ref]
 
 def _from_run_dir(d: Path) -> tuple[dict, dict]:
     f = d/"reference_stats.json"
-    rec = json.loads((d/"run.json").read_text()) if (d/"run.json").is_file() else {}
+    rec = _record_in(d)
     if not f.is_file(): raise DriftError(f"run {rec.get('id', d.name)} ({rec.get('job', '?')}) has no reference_stats.json: name a train run")
     return json.loads(f.read_text()), dict(run=rec.get("id", d.name), job=rec.get("job"), run_dir=str(d))
 

@@ -6,10 +6,10 @@
 from __future__ import annotations
 import json
 import logging
-import os
 import socket
 import uuid
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
 
@@ -19,8 +19,9 @@ from .atomic import write_json
 from .provenance import utc_now
 
 # %% auto #0
-__all__ = ['STATUS_OF', 'SWEEP_ENV', 'STATUSES', 'log', 'ExitCode', 'RunRecord', 'RecordError', 'checked_record', 'stamped_name',
-           'new_run_dir', 'RunNotFound', 'iter_runs', 'list_runs', 'find_run', 'find_cached']
+__all__ = ['STATUS_OF', 'SWEEP_ENV', 'STATUSES', 'SHAPES', 'log', 'ExitCode', 'RunRecord', 'shape_error', 'RecordError',
+           'checked_record', 'stamped_name', 'new_run_dir', 'RunNotFound', 'iter_runs', 'list_runs', 'find_run',
+           'find_cached']
 
 # %% ../nbs/21_runs.ipynb #4ef3a366
 class ExitCode(IntEnum):
@@ -88,18 +89,47 @@ def load(cls: RunRecord, run_dir: str | Path) -> RunRecord:
     return cls(**checked_record(Path(run_dir)/"run.json"))
 
 # %% ../nbs/21_runs.ipynb #17177690
+STATUSES = ("running", "succeeded", "failed", "killed")
+_NUM, _SCALAR = (int, float), (int, float, str, bool, None)   # _SCALAR: what `record()` and `measure()` accept
+SHAPES = {   # each field as the runner writes it. A type, or a tuple of choices (None: null); [s]: a list of s;
+             # {str: s}: an object whose values are s; {"key": s, ...}: an object with these keys ("key?": may be missing)
+    "id": str, "job": str, "notebook": str, "run_dir": str, "status": str, "exit_code": (int, None), "exit_reason": (str, None),
+    "started": str, "ended": (str, None), "duration_s": (*_NUM, None), "overrides": [str], "seed": (int, None),
+    "config_hash": str, "cache_key": str, "notebook_sha256": str, "source_sha256": str, "data": {str: (str, None)},
+    "git": ({"commit": str, "dirty": bool, "diff_sha256": (str, None)}, None),
+    "environment": {"python?": str, "executable?": str, "platform?": str, "machine?": str, "packages?": {str: str}},
+    "metrics": {str: _SCALAR}, "measurements": {str: _SCALAR}, "artifacts": [{"path": str, "sha256": str, "bytes": int}],
+    "links": {str: str}, "params": {str: object}, "reproduces": (str, None), "sweep": (str, None), "cached": bool,
+    "pid": int, "host": str}
+
+def _fits(v, s) -> bool:
+    "Whether `v` is the kind of value `s` names, at the top (a bool is not a number)"
+    if s is None: return v is None
+    if isinstance(s, (list, dict)): return isinstance(v, type(s))
+    return isinstance(v, s) and (s in (bool, object) or not isinstance(v, bool))
+
+def _names(s) -> str:
+    one = lambda c: "null" if c is None else f"a list of {_names(c[0])}" if isinstance(c, list) else "an object" if isinstance(c, dict) else c.__name__
+    return " or ".join(map(one, s if isinstance(s, tuple) else (s,)))
+
+def shape_error(v, s, where: str) -> str | None:
+    "Why `v` does not have the shape `s` (see `SHAPES`), the place named from `where`; None when it has it"
+    choice = next((c for c in (s if isinstance(s, tuple) else (s,)) if _fits(v, c)), MISSING)
+    if choice is MISSING: return f"{where} is {'null' if v is None else type(v).__name__} {v!r:.40}, expected {_names(s)}"
+    if isinstance(choice, list): inside = [(f"{where}[{i}]", x, choice[0]) for i, x in enumerate(v)]
+    elif isinstance(choice, dict) and str in choice: inside = [(f"{where}[{k!r}]", x, choice[str]) for k, x in v.items()]
+    elif isinstance(choice, dict):
+        if missing := [k for k in choice if not k.endswith("?") and k not in v]: return f"{where} has no {missing[0]!r}"
+        inside = [(f"{where}[{k!r}]", v[k], c) for k, c in ((k.rstrip('?'), c) for k, c in choice.items()) if k in v]
+    else: return None
+    return next((e for w, x, c in inside if (e := shape_error(x, c, w))), None)
+
+# %% ../nbs/21_runs.ipynb #095aebc9
 class RecordError(ValueError):
     "A `run.json` that cannot be read as a run record"
 
-_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "dict": (dict,), "list": (list,), "bool": (bool,), "None": (type(None),)}
-STATUSES = ("running", "succeeded", "failed", "killed")
-
-def _field_types(f) -> tuple:
-    "The Python types a field's annotation (a string such as `int | None`) admits"
-    return tuple(t for name in str(f.type).split("|") for t in _TYPES[name.strip()])
-
 def checked_record(path: Path) -> dict:
-    "The fields of the record at `path`, after checking its encoding, shape, types and status"
+    "The fields of the record at `path`, after checking its encoding, that each field has its shape in `SHAPES`, its status and pid"
     try: d = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as e: raise RecordError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e: raise RecordError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
@@ -109,11 +139,10 @@ def checked_record(path: Path) -> dict:
         if f.name not in d:
             if f.default is MISSING and f.default_factory is MISSING: raise RecordError(f"{path}: no {f.name!r}")
             continue
-        v, types = d[f.name], _field_types(f)
-        if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
-            raise RecordError(f"{path}: {f.name!r} is {type(v).__name__} {v!r:.40}, expected {f.type}")
-        out[f.name] = v
+        if e := shape_error(d[f.name], SHAPES[f.name], f.name): raise RecordError(f"{path}: {e}")
+        out[f.name] = d[f.name]
     if out.get("status", "running") not in STATUSES: raise RecordError(f"{path}: unknown status {out['status']!r}")
+    if not 0 <= out.get("pid", 0) < 2**31: raise RecordError(f"{path}: pid {out['pid']} cannot be a process id")
     return out
 
 # %% ../nbs/21_runs.ipynb #ca7313f9
@@ -151,15 +180,21 @@ def iter_runs(runs_dir: str | Path, job: str | None = None):
         except OSError: continue     # removed while we listed, or unreadable
 
 # %% ../nbs/21_runs.ipynb #9c17616b
-def _alive(pid: int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
+def _runner_gone(pid: int, started: str) -> bool:
+    "Whether the runner `pid` is gone: no such process, a zombie, or a process born after the run started (its pid reused)"
+    import psutil
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE: return True
+        born = p.create_time()
+    except psutil.NoSuchProcess: return True
+    except psutil.Error: return False              # not ours to look at: it may be the runner
+    try: return born > datetime.fromisoformat(started).timestamp() + 2   # + 2 s: the boot time psutil adds is whole seconds
+    except (TypeError, ValueError): return False
 
 def _orphans_killed(r: RunRecord) -> RunRecord:
-    "A `running` record whose runner process is gone, shown as `killed`"
-    if r.status == "running" and r.host == socket.gethostname() and r.pid and not _alive(r.pid):
+    "A `running` record started on this host whose runner process is gone, shown as `killed`"
+    if r.status == "running" and r.host == socket.gethostname() and r.pid and _runner_gone(r.pid, r.started):
         r.status, r.exit_reason = "killed", "the runner process is gone"
     return r
 

@@ -28,7 +28,7 @@ from .runs import SWEEP_ENV, ExitCode, RunRecord, iter_runs, stamped_name
 
 # %% auto #0
 __all__ = ['SweepResult', 'sweep_task', 'scrub_sweep_dir', 'adopt_orphans', 'stop_descendants', 'signals_ignored',
-           'mark_interrupted', 'sweep']
+           'mark_interrupted', 'signal_of', 'sweep']
 
 # %% ../nbs/26_sweep.ipynb #6d2849a4
 @dataclass
@@ -104,8 +104,13 @@ def _tree(keep: set[int]) -> list:
     import psutil
     return [q for c in psutil.Process().children() if c.pid not in keep for q in (c, *c.children(recursive=True))]
 
-def stop_descendants(grace: float = 5.0, keep: set[int] = frozenset()) -> list[int]:
-    "Terminate every process this one started (but children in `keep`), and theirs; kill what is left after `grace` seconds; their pids"
+# %% ../nbs/26_sweep.ipynb #cacc2e18
+def stop_descendants(
+    grace: float = 5.0,                       # seconds to wait after `sig` before SIGKILL
+    keep: set[int] = frozenset(),             # children to leave alone (started before the sweep)
+    sig: signal.Signals = signal.SIGTERM,     # what to send first: the signal the sweep received, so runs name it
+) -> list[int]:
+    "Send `sig` to every process this one started (but children in `keep`), and theirs; kill what is left after `grace` seconds; their pids"
     import psutil
     seen = set()
     for _ in range(5):                  # a worker may start a process while the others stop
@@ -113,7 +118,7 @@ def stop_descendants(grace: float = 5.0, keep: set[int] = frozenset()) -> list[i
         if not procs: break
         seen |= {p.pid for p in procs}
         for p in procs:
-            with contextlib.suppress(psutil.Error): p.terminate()
+            with contextlib.suppress(psutil.Error): p.send_signal(sig)
         _, alive = psutil.wait_procs(procs, timeout=grace)
         for p in alive:
             with contextlib.suppress(psutil.Error): p.kill()
@@ -175,10 +180,16 @@ def _write_summary(sweep_dir: Path, job: str, overrides, results: list[SweepResu
                redacted=False)   # overrides redacted above; metric names like `key_metric` are not secrets
 
 # %% ../nbs/26_sweep.ipynb #c16ad320
-def _stopped(sweep_dir: Path, job: str, overrides, why: str, keep: set[int]) -> None:
-    "After an interrupt: stop every process of the sweep (not the children in `keep`), mark its unfinished runs killed, write `sweep.json`"
+def signal_of(e: KeyboardInterrupt) -> signal.Signals:
+    "The signal behind an interrupt: named in its message (`signals_interrupt`'s, or a run's reason), else SIGINT (Ctrl-C raises it bare)"
+    known = {s.name: s for s in (signal.SIGINT, *STOP_SIGNALS)}    # the signals a sweep stops on, nothing else
+    return next((known[w] for w in (w.strip("().,:;") for w in str(e).split()) if w in known), signal.SIGINT)
+
+def _stopped(sweep_dir: Path, job: str, overrides, sig: signal.Signals, keep: set[int]) -> None:
+    "After `sig`: stop every process of the sweep with it (not the children in `keep`), mark its unfinished runs killed, write `sweep.json`"
+    why = sig.name
     with signals_ignored():
-        stop_descendants(keep=keep)
+        stop_descendants(keep=keep, sig=sig)
         results = mark_interrupted(sweep_dir.parent.parent, sweep_dir.name, why)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         _write_summary(sweep_dir, job, overrides, results, interrupted=why)
@@ -203,7 +214,7 @@ def sweep(
         with signals_interrupt(): returns = _multirun(job, overrides, force, sweep_dir, params)
     except KeyboardInterrupt as e:
         interrupted = True
-        _stopped(sweep_dir, job, overrides, str(e) or "Ctrl-C", keep)
+        _stopped(sweep_dir, job, overrides, signal_of(e), keep)
         raise
     except (HydraException, OmegaConfBaseException) as e:
         shutil.rmtree(sweep_dir, ignore_errors=True)     # nothing ran: leave nothing behind

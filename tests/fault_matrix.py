@@ -12,15 +12,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {   # test name (before any [param]) -> (scenario, what must hold)
-    "test_an_interrupted_sweep_stops_everything_it_started": ("sweep interrupted: {param}", "exit 130, no process left, unfinished points killed, sweep.json, no .pkl, no secret"),
+    "test_an_interrupted_sweep_stops_everything_it_started": ("sweep interrupted: {param}", "exit 130, no process left, unfinished points killed naming the signal, sweep.json, no .pkl, no secret"),
     "test_sighup_of_the_runner_marks_the_run_killed": ("SIGHUP to `prodkit run`", "exit 130, run killed, kernel gone"),
     "test_a_full_disk_mid_run_ends_the_record": ("disk full mid-run (8 MiB tmpfs)", "exit 6, run failed: No space left on device"),
     "test_a_job_that_damages_its_own_metrics_file_still_ends_its_record": ("a job writes a metrics.json that is not JSON", "exit 6, run failed, no traceback"),
+    "test_a_run_that_never_ended_shows_when_it_started": ("`prodkit show --brief` of a running run, then after kill -9 of its runner", "exit 0, says when it started; then killed, no traceback"),
     "test_the_connection_file_of_a_runner_killed_with_9_is_removed_by_the_next_run": ("runner killed with -9", "kernel exits; next run removes its connection file; listed killed"),
-    "test_a_damaged_record_never_blocks_other_runs_listings_or_the_cache": ("run.json: bad bytes, a list, status 3, metrics 'x'", "runs/show/cache work; one warning per file"),
+    "test_a_damaged_record_never_blocks_other_runs_listings_or_the_cache": ("run.json: bad bytes, a list, wrong types at the top and inside fields", "runs/show/cache work; one warning per file"),
     "test_a_relative_runs_dir_is_taken_from_the_project_root": ("paths.runs_dir=relruns from another cwd", "runs under <root>/relruns, metrics and artifacts recorded"),
     "test_out_of_range_values_and_escaping_names_are_refused_at_compose_time": ("override {param}", "exit 2 at compose time, no run dir, no traceback"),
-    "test_null_cell_timeout_means_no_limit": ("job.cell_timeout=null", "runs, no limit"),
+    "test_null_cell_timeout_means_no_limit": ("a 2.5 s cell, job.cell_timeout=1 then null", "exit 3 with the limit, exit 0 with null"),
     "test_a_secret_in_a_cell_error_or_a_metric_name_is_scrubbed_everywhere": ("secret in a cell's error and as a metric name", "not on the console, not in any file"),
     "test_training_that_diverges_without_nan_fails": ("train.lr=1e9 (Adam): loss 5e27, no NaN", "exit 1, run failed: training diverged"),
     "test_a_header_only_csv_says_it_has_no_rows": ("a CSV with a header and no rows", "exit 1, one line: the file has no rows"),

@@ -46,8 +46,11 @@ def test_out_of_range_values_and_escaping_names_are_refused_at_compose_time(tmp_
     assert not runs.exists() and not (tmp_path/"x").exists()
 
 def test_null_cell_timeout_means_no_limit(tmp_path, runs):
-    res = prodkit("run", "-q", "hello", f"paths.runs_dir={runs}", "job.cell_timeout=null")
-    assert res.returncode == 0, res.stderr
+    nb = notebook(tmp_path/"slow.ipynb", "time.sleep(2.5)")
+    limited = prodkit("run", "-q", nb, f"paths.runs_dir={runs}", "job.cell_timeout=1")
+    assert limited.returncode == ExitCode.TIMEOUT, limited.stderr          # a limit holds the cell...
+    unlimited = prodkit("run", "-q", nb, f"paths.runs_dir={runs}", "job.cell_timeout=null")
+    assert unlimited.returncode == 0, unlimited.stderr                    # ...null lifts it
 
 def test_a_relative_runs_dir_is_taken_from_the_project_root(tmp_path, project_copy):
     nb = notebook(tmp_path/"rel.ipynb", "record(x=1)\n(run_dir()/'a.txt').write_text('a')\nartifact('a.txt')")
@@ -60,9 +63,18 @@ def test_a_relative_runs_dir_is_taken_from_the_project_root(tmp_path, project_co
 
 # --- damaged records ----------------------------------------------------------------------------
 
-DAMAGED = {"bytes": b'{"id": "bad\xff\xfe", "job": "d"}', "list": b"[1, 2, 3]",
-           "status": b'{"id": "badstat", "job": "d", "notebook": "", "run_dir": "x", "status": 3}',
-           "metrics": b'{"id": "badmet", "job": "d", "notebook": "", "run_dir": "x", "metrics": "x"}'}
+def damaged(name: str, **fields) -> bytes:
+    "A run.json with a good head and `fields` as given"
+    return json.dumps({"id": f"bad-{name}", "job": "d", "notebook": "", "run_dir": "x", **fields}).encode()
+
+DAMAGED = {"bytes": b'{"id": "bad\xff\xfe", "job": "d"}', "list": b"[1, 2, 3]", "status": damaged("status", status=3),
+           "metrics": damaged("metrics", metrics="x"), "links": damaged("links", links=5), "params": damaged("params", params="x"),
+           # inside a field: each as the runner writes it
+           "artifacts": damaged("artifacts", artifacts=[1, 2]), "artifact-keys": damaged("artifact-keys", artifacts=[{"path": "a.txt"}]),
+           "metric-list": damaged("metric-list", metrics={"x": [1, 2]}), "measurement": damaged("measurement", measurements={"s": {}}),
+           "link-value": damaged("link-value", links={"w": 5}), "overrides": damaged("overrides", overrides=[1]),
+           "data": damaged("data", data={"a.csv": 1}), "git": damaged("git", git={"commit": 1, "dirty": False, "diff_sha256": None}),
+           "environment": damaged("environment", environment={"packages": {"torch": 2}}), "pid": damaged("pid", pid=-1)}
 
 def test_a_damaged_record_never_blocks_other_runs_listings_or_the_cache(tmp_path, runs):
     nb = notebook(tmp_path/"d.ipynb", "record(x=1)")
@@ -75,7 +87,7 @@ def test_a_damaged_record_never_blocks_other_runs_listings_or_the_cache(tmp_path
         bad[name].mkdir()
         (bad[name]/"run.json").write_bytes(content)
     listing = prodkit("runs", "--runs-dir", runs)
-    assert listing.returncode == 0 and good.id in listing.stdout, listing.stderr
+    assert listing.returncode == 0 and good.id in listing.stdout and "bad-" not in listing.stdout, listing.stderr
     for d in bad.values(): assert listing.stderr.count(str(d/"run.json")) == 1, listing.stderr   # one warning each
     shown = prodkit("show", good.id, "--runs-dir", runs)
     assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == good.id, shown.stderr
@@ -97,9 +109,29 @@ def test_a_secret_in_a_cell_error_or_a_metric_name_is_scrubbed_everywhere(tmp_pa
 
 # --- a runner that can no longer finish ---------------------------------------------------------
 
+STARTED = "(run_dir()/'started.tmp').write_text(str(os.getpid()))\n(run_dir()/'started.tmp').rename(run_dir()/'started')"   # the kernel's pid
+
+def sleeping_run(tmp_path, runs, tag) -> tuple[subprocess.Popen, int]:
+    "A `prodkit run` of job `k` whose kernel sleeps: (the runner's process, the kernel's pid) once the sleep began"
+    proc = subprocess.Popen([PRODKIT, "run", "-q", notebook(tmp_path/"k.ipynb", STARTED, "time.sleep(120)"), f"paths.runs_dir={runs}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PRODKIT_TEST_TAG": tag})
+    [started] = wait_for("*/*/started", runs)
+    return proc, int(started.read_text())
+
+def test_a_run_that_never_ended_shows_when_it_started(tmp_path, runs, tag):
+    proc, _ = sleeping_run(tmp_path, runs, tag)
+    [rec] = records(runs)
+    live = prodkit("show", rec.id, "--brief", "--runs-dir", runs)
+    assert live.returncode == 0 and live.stdout.startswith(f"running: run {rec.id} of k, started "), live.stdout + live.stderr
+    proc.kill(); proc.wait(timeout=30)                     # the record stays `running`, its pid gone
+    gone = prodkit("show", rec.id, "--brief", "--runs-dir", runs)
+    assert gone.returncode == 0 and "Traceback" not in gone.stderr, gone.stderr
+    assert gone.stdout.startswith(f"killed: run {rec.id} of k, started ") and "(the runner process is gone)" in gone.stdout, gone.stdout
+    listing = prodkit("runs", "--runs-dir", runs)
+    assert listing.returncode == 0 and "killed" in listing.stdout, listing.stderr
+
 def test_sighup_of_the_runner_marks_the_run_killed(tmp_path, runs):
-    nb = notebook(tmp_path/"hup.ipynb", "(run_dir()/'started.tmp').write_text(str(os.getpid()))\n(run_dir()/'started.tmp').rename(run_dir()/'started')",
-                  "time.sleep(120)")
+    nb = notebook(tmp_path/"hup.ipynb", STARTED, "time.sleep(120)")
     proc = subprocess.Popen([PRODKIT, "run", "-q", nb, f"paths.runs_dir={runs}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     [started] = wait_for("*/*/started", runs)
     proc.send_signal(signal.SIGHUP)
@@ -149,11 +181,12 @@ def tag():
     for line in tagged_processes(t):
         with __import__("contextlib").suppress(ProcessLookupError): os.kill(int(line.split()[0]), signal.SIGKILL)
 
-SWEPT = ("n = cfg['job']['params']['n']\n(run_dir()/'started.tmp').write_text(str(os.getpid()))\n"
-         "(run_dir()/'started.tmp').rename(run_dir()/'started')\nrecord(n=n)", "time.sleep(0 if n == 1 else 120)")
+SWEPT = (f"n = cfg['job']['params']['n']\n{STARTED}\nrecord(n=n)", "time.sleep(0 if n == 1 else 120)")
 
 @pytest.mark.parametrize("launcher, how", [("joblib", "SIGTERM"), ("submitit_local", "SIGTERM"), ("joblib", "SIGINT to the group"),
-                                           ("submitit_local", "SIGINT to the group"), ("basic", "SIGTERM")])
+                                           ("submitit_local", "SIGINT to the group"), ("basic", "SIGTERM"), ("joblib", "SIGHUP"),
+                                           ("submitit_local", "SIGHUP"), ("joblib", "SIGINT to the sweep process"),
+                                           ("submitit_local", "SIGINT to the sweep process")])
 def test_an_interrupted_sweep_stops_everything_it_started(tmp_path, runs, tag, launcher, how):
     from conftest import tagged_processes
     nb = notebook(tmp_path/"sw.ipynb", *SWEPT)
@@ -162,15 +195,18 @@ def test_an_interrupted_sweep_stops_everything_it_started(tmp_path, runs, tag, l
                             start_new_session=True, env={**os.environ, "PRODKIT_TEST_TAG": tag})
     wait_for("sw/*/started", runs, n=2 if launcher == "basic" else 3)
     time.sleep(1)
-    if how == "SIGTERM": proc.send_signal(signal.SIGTERM)
-    else: os.killpg(proc.pid, signal.SIGINT)
+    sig = signal.Signals[how.split()[0]]
+    if how.endswith("the group"): os.killpg(proc.pid, sig)
+    else: proc.send_signal(sig)                            # the sweep process alone: it passes the signal on
     proc.wait(timeout=90)                                  # files, not pipes: orphans would hold a pipe open
     assert proc.returncode == ExitCode.INTERRUPTED, (tmp_path/"err").read_text()
     time.sleep(1)
     assert tagged_processes(tag) == []                     # no worker, kernel or submitit process outlives the sweep
     recs = {r.metrics["n"]: r for r in records(runs)}
     assert recs[1].status == "succeeded" and all(r.status == "killed" for n, r in recs.items() if n != 1), {n: r.status for n, r in recs.items()}
+    assert all(sig.name in r.exit_reason for n, r in recs.items() if n != 1), {n: r.exit_reason for n, r in recs.items()}   # the signal sent
     [sweep_json] = runs.glob("_sweeps/*/sweep.json")
+    assert json.loads(sweep_json.read_text())["interrupted"] == sig.name
     listed = json.loads(sweep_json.read_text())["jobs"]
     assert {j["status"] for j in listed} == {"succeeded", "killed"} and len(listed) == len(recs)
     assert not list(runs.rglob("*.pkl"))                   # submitit's pickles (they hold the overrides) are gone
@@ -182,12 +218,8 @@ def test_an_interrupted_sweep_stops_everything_it_started(tmp_path, runs, tag, l
 def test_the_connection_file_of_a_runner_killed_with_9_is_removed_by_the_next_run(tmp_path, runs, tag):
     import psutil
     from conftest import tagged_processes
-    nb = notebook(tmp_path/"k.ipynb", "(run_dir()/'started.tmp').write_text(str(os.getpid()))\n(run_dir()/'started.tmp').rename(run_dir()/'started')",
-                  "time.sleep(120)")
-    env = {**os.environ, "PRODKIT_TEST_TAG": tag}
-    proc = subprocess.Popen([PRODKIT, "run", "-q", nb, f"paths.runs_dir={runs}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    [started] = wait_for("*/*/started", runs)
-    kernel = psutil.Process(int(started.read_text()))
+    proc, kernel_pid = sleeping_run(tmp_path, runs, tag)
+    kernel = psutil.Process(kernel_pid)
     conn = Path(kernel.cmdline()[kernel.cmdline().index("-f") + 1])
     assert conn.exists() and "key" in json.loads(conn.read_text())
     proc.kill(); proc.wait(timeout=30)
