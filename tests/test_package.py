@@ -111,3 +111,7 @@ def test_modules_import_only_from_lower_bands():
 def test_band_check_sees_an_upward_import(tmp_path):
     (tmp_path/"data.py").write_text("# File to edit: ../nbs/10_data.ipynb.\ndef f():\n    from .runner import execute\n")
     assert _prodkit_imports(tmp_path/"data.py") == {"runner"} and _band(tmp_path/"data.py") == 10
+
+def test_make_demo_prints_the_registry_after_the_pipeline():
+    cmds = [line.split("/prodkit ", 1)[1] for line in run("make", "-n", "demo", check=True).stdout.splitlines() if line.startswith(".venv/bin/prodkit ")]
+    assert cmds == ["pipeline demo", "registry list"]
