@@ -43,9 +43,10 @@ $(STAMP):
 	@rm -f $(VENV)/.installed-*; touch $@
 	@echo "prodkit installed in $(VENV)"
 
-demo: install ## prodkit pipeline demo: train -> release -> batch inference on shifted test rows -> drift report
+demo: install ## prodkit pipeline demo: train -> release -> batch inference on shifted test rows -> drift report; then the registry
 	$(BIN)/prodkit pipeline demo
-	@echo "Next: $(BIN)/prodkit runs (list runs) | $(BIN)/prodkit registry list | make lab (open notebooks)"
+	$(BIN)/prodkit registry list
+	@echo "Next: $(BIN)/prodkit runs | $(BIN)/prodkit registry history | make lab"
 
 export: install ## nbs/*.ipynb -> prodkit/*.py (nbdev-export)
 	$(BIN)/nbdev-export

@@ -20,6 +20,10 @@ __all__ = ['version_rows', 'registry', 'list_versions', 'show', 'promote', 'roll
 def _registry(path: str | None, overrides=()) -> ModelRegistry:
     return ModelRegistry(path) if path else ModelRegistry.from_config(compose(overrides=list(overrides)))
 
+def _run_and_overrides(run: str | None, overrides) -> tuple[str | None, list[str]]:
+    "RUN is optional and a run id never holds `=`: a first argument with one is an override, and RUN is the default"
+    return (None, [run, *overrides]) if run is not None and "=" in run else (run, list(overrides))
+
 def _fail(msg: str, code: int = 1):
     click.echo(f"prodkit: {msg}", err=True)
     sys.exit(code)
@@ -111,6 +115,7 @@ def register(ctx, run, overrides):
     import tempfile
     from prodkit.gates import format_gate_table
     from prodkit.release import ReleaseError, load_train_run, release as release_run
+    run, overrides = _run_and_overrides(run, overrides)
     try:
         cfg = compose(overrides=list(overrides) + ([f"registry.path={ctx.obj['path']}"] if ctx.obj["path"] else []))
         trained = load_train_run(run, cfg.paths.runs_dir)
@@ -142,10 +147,11 @@ def release(run, overrides, no_promote, quiet):
     "Release a training run (id or prefix; default: the latest succeeded): ONNX, parity, gates, registry, promotion"
     from prodkit.release import ReleaseError, find_train_run
     from prodkit.runner import run_job
+    run, overrides = _run_and_overrides(run, overrides)
     try:
-        cfg = compose(overrides=list(overrides))
+        cfg = compose(overrides=overrides)
         rec = find_train_run(run, cfg.paths.runs_dir)
-        ov = [f"job.params.run={rec.id}", *overrides, *(["registry.promote=false"] if no_promote else [])]
+        ov = [f"job.params.run='{rec.id}'", *overrides, *(["registry.promote=false"] if no_promote else [])]
         out = run_job("release", ov, force=True, progress=not quiet)
     except (ConfigError, ReleaseError) as e: _fail(str(e), 2)
     report = Path(out.run_dir)/"release.json"

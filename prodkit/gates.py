@@ -28,10 +28,10 @@ def _num(v) -> float | None:
     return v if math.isfinite(v) else None
 
 def evaluate_gate(rule: str, measured: dict, production: dict | None = None, production_name: str = "production") -> dict:
-    "One gate's row: gate, metric, value, threshold, passed, margin, message"
+    "One gate's row: gate, metric, value, threshold, passed, margin, message, relative (compared with production)"
     g = parse_gate(rule)
     m, op, value = g["metric"], g["op"], _num(measured.get(g["metric"]))
-    row = dict(gate=rule, metric=m, value=value, threshold=g["threshold"], passed=False, margin=None, message="")
+    row = dict(gate=rule, metric=m, value=value, threshold=g["threshold"], passed=False, margin=None, message="", relative=g["production"])
     if g["production"]:
         if production is None: return row | dict(passed=True, message=f"no {production_name} model to compare with: passes")
         if _num(production.get(m)) is None: return row | dict(message=f"gate `{rule}` failed: {production_name} {m} could not be measured on this test set")

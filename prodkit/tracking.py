@@ -6,13 +6,14 @@
 from __future__ import annotations
 import json
 import logging
+import os
 import struct
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from fastcore.basics import patch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .atomic import write_json
 from .config import to_dict
@@ -72,16 +73,25 @@ class Tracker:
 
 # %% ../nbs/15_tracking.ipynb #639d72b2
 @patch
-def log_artifact(self: Tracker, path: str | Path, type: str, name: str | None = None, metadata: Mapping | None = None) -> None:
-    "Log the file or directory at `path` as a versioned artifact of `type` (model, dataset, reference-stats)"
-    if self.run is None: return
+def log_artifact(
+    self: Tracker,
+    path: str | Path,                 # a file or a directory
+    type: str,                        # model, dataset, reference-stats, ...
+    name: str | None = None,          # the artifact's name; default `<type>-<file stem>`
+    metadata: Mapping | None = None,  # stored with it, secrets redacted
+    aliases: list[str] | None = None, # wandb aliases; default ["latest"]
+) -> dict | None:
+    "Log `path` as a versioned artifact; returns its name, aliases and content digest (None when tracking is disabled)"
+    if self.run is None: return None
     import wandb
     path = Path(path)
     art = wandb.Artifact(name or f"{type}-{path.stem}", type=type, metadata=redact(dict(metadata or {}), self._secrets))
     # immutable: referenced in place, not copied to wandb's staging area outside the run directory
     if path.is_dir(): art.add_dir(str(path), policy="immutable")
     else: art.add_file(str(path), policy="immutable")
-    self.run.log_artifact(art)
+    aliases = list(aliases or ["latest"])
+    self.run.log_artifact(art, aliases=aliases)
+    return dict(name=art.name, aliases=aliases, digest=art.digest)   # the digest is known offline; the version number only after a sync
 
 @patch
 def log_model(self: Tracker, path: str | Path, name: str = "model", metadata: Mapping | None = None) -> None:
@@ -93,6 +103,18 @@ def _settings():
     import wandb
     return wandb.Settings(silent=True, console="off", disable_git=True, save_code=False, x_disable_meta=True,
                           disable_job_creation=True)
+
+@contextmanager
+def _notebook_named(cfg: DictConfig):
+    "Tell wandb the job's notebook for the block (as WANDB_NOTEBOOK_NAME), unless the user already did"
+    nb = OmegaConf.select(cfg, "job.notebook", default=None)
+    path = Path(cfg.paths.root)/nb if nb else None
+    if "WANDB_NOTEBOOK_NAME" in os.environ or path is None or not path.is_file():
+        yield
+        return
+    os.environ["WANDB_NOTEBOOK_NAME"] = str(path)
+    try: yield
+    finally: os.environ.pop("WANDB_NOTEBOOK_NAME", None)
 
 def _shutdown(wandb) -> None:
     "Stop wandb's service process if no run of this process still needs it"
@@ -115,8 +137,9 @@ def tracked_run(
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     config = redact(dict(to_dict(cfg), provenance=dict(provenance) if provenance is not None else None))
     try:
-        run = wandb.init(mode=mode.value, dir=str(run_dir), project=cfg.tracking.project, entity=cfg.tracking.entity,
-                         name=name, tags=list(cfg.tracking.tags), config=config, settings=_settings(), reinit="create_new")
+        with _notebook_named(cfg):
+            run = wandb.init(mode=mode.value, dir=str(run_dir), project=cfg.tracking.project, entity=cfg.tracking.entity,
+                             name=name, tags=list(cfg.tracking.tags), config=config, settings=_settings(), reinit="create_new")
     except Exception as e:
         _shutdown(wandb)
         hint = " Run `wandb login` (or set WANDB_API_KEY), or use tracking.mode=offline." if mode == TrackingMode.online else ""
@@ -173,7 +196,7 @@ def read_offline_run(path: str | Path) -> dict:
         elif kind == "history":
             row = {}; _apply(row, r.history.item); out["history"].append(row)
         elif kind == "summary": _apply(out["summary"], r.summary.update)
-        elif kind == "artifact": out["artifacts"].append(dict(name=r.artifact.name, type=r.artifact.type,
-                                                               files=[c.path for c in r.artifact.manifest.contents]))
+        elif kind == "artifact": out["artifacts"].append(dict(name=r.artifact.name, type=r.artifact.type, aliases=list(r.artifact.aliases),
+                                                               digest=r.artifact.digest, files=[c.path for c in r.artifact.manifest.contents]))
         elif kind == "exit": out["exit_code"] = r.exit.exit_code
     return out

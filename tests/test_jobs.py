@@ -31,6 +31,7 @@ def test_train_job_records_metrics_artifacts_plots_and_a_complete_wandb_run(tmp_
     out = nbformat.read(d/"output.ipynb", as_version=4)
     pngs = [o for c in out.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(pngs) == 2                                    # loss curves and the confusion matrix
+    assert "Failed to detect the name of this notebook" not in (d/"output.ipynb").read_text()   # wandb knows the job's notebook
     wdir = Path(rec.links["wandb_dir"])
     assert rec.links["wandb_run_id"] in wdir.name and wdir.is_relative_to(d)
     assert list(wdir.glob("run-*.wandb")) and (wdir/"files").is_dir()

@@ -122,3 +122,7 @@ def test_readme_lists_every_library_notebook_in_order():
     import re
     rows = re.findall(r"^\| `(\d+_\w+)\.ipynb` \| `prodkit\.(\w+)` \|", (ROOT/"README.md").read_text(), re.M)
     assert rows == [(p.stem, p.stem.split("_", 1)[1]) for p in sorted((ROOT/"nbs").glob("[0-9]*_*.ipynb"))]
+
+def test_make_demo_prints_the_registry_after_the_pipeline():
+    cmds = [line.split("/prodkit ", 1)[1] for line in run("make", "-n", "demo", check=True).stdout.splitlines() if line.startswith(".venv/bin/prodkit ")]
+    assert cmds == ["pipeline demo", "registry list"]

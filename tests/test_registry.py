@@ -1,4 +1,5 @@
 "Registry: promote/rollback sequences, concurrent promotions from real processes, kill -9 mid-register, tampered files, restarts."
+import hashlib
 import json
 import os
 import signal
@@ -6,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from prodkit.config import compose
@@ -20,11 +22,11 @@ FAIL = [{"gate": "accuracy >= 0.95", "passed": False, "message": "gate `accuracy
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    "Three small exported models (TorchScript exporter: fast) and one torch file"
+    "Four small exported models (TorchScript exporter: fast; `fill` registers the first three) and one torch file"
     d = tmp_path_factory.mktemp("models")
     spec = InputSpec([f"f{i}" for i in range(4)], "target", 2, [4], [0.0] * 4, [1.0] * 4)
     out = []
-    for seed in range(3):
+    for seed in range(4):
         m = build_model(compose().model, spec, seed=seed).eval()
         save_model(m, d/f"m{seed}.pt")
         out.append(export_onnx(m, ExportSettings(dynamo=False), onnx_metadata(m, training_run_id=f"run{seed}", data_version="d" * 64))[0])
@@ -61,6 +63,31 @@ def test_promote_rollback_sequence(tmp_path, models):
         [("production", 3, 2, "bad latency"), ("previous", 2, 3, "bad latency")]
     assert all(r["at"] and r["who"] for r in h)
 
+
+REL = [{"gate": "accuracy >= production - 0.01", "passed": True, "relative": True, "message": "accuracy = 0.9 >= 0.89"}]
+
+
+def test_a_production_comparison_goes_stale_when_production_moves(tmp_path, models):
+    onnx, pt = models
+    reg = ModelRegistry(tmp_path/"reg")
+    reg.register(onnx[0], gates=REL, who="t"); reg.promote(1)                     # v1: production
+    reg.register(onnx[1], gates=REL, baseline=1, who="t")                         # v2: measured against v1
+    reg.register(onnx[2], gates=REL, baseline=1, who="t"); reg.promote(3)         # v3: measured against v1, promoted
+    assert (reg.get(2).baseline, reg.aliases()) == (1, {"candidate": 3, "production": 3, "previous": 1})
+    with pytest.raises(RegistryError) as e: reg.promote(2)
+    msg = str(e.value)
+    assert msg.startswith("v2 cannot be promoted: `accuracy >= production - 0.01` was measured against production v1, but production is now v3")
+    assert "Release its run again to compare it with v3" in msg and "--force --reason" in msg
+    assert reg.aliases()["production"] == 3                                       # refused: nothing moved
+    reg.register(onnx[3], gates=REL, who="t")                                     # v4: measured when there was no production
+    with pytest.raises(RegistryError, match="v4 cannot be promoted: .* was measured against no production model .* production is now v3"): reg.promote(4)
+    reg.register(onnx[1], gates=PASS, baseline=1, who="t"); reg.promote(5)         # v5: no production gate, nothing to go stale
+    reg.promote(2, force=True, reason="v2 is the one we want", who="oncall")
+    assert reg.aliases()["production"] == 2
+    forced = reg.history()[-1]
+    assert forced["action"] == "promote --force" and "a comparison with an earlier production" in forced["reason"] and "v2 is the one" in forced["reason"]
+    r = subprocess.run([Path(sys.executable).parent/"prodkit", "registry", "--registry", str(reg.path), "promote", "4"], capture_output=True, text=True)
+    assert r.returncode == 1 and "v4 cannot be promoted" in r.stderr and "production is now v2" in r.stderr, r.stderr
 
 def test_refs_and_unknowns(tmp_path, models):
     reg = fill(tmp_path/"reg", models)
@@ -105,9 +132,11 @@ path, version, n, ready = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.a
 reg = ModelRegistry(path)
 open(f"{ready}.{version}", "w").close()
 while not all(os.path.exists(f"{ready}.{v}") for v in (2, 3)): time.sleep(0.001)   # both ready: start together
+moved = 0
 for i in range(n):
-    reg.promote(version, who=f"proc{version}", reason=f"round {i}")
-    reg.promote(1, who=f"proc{version}", reason=f"back {i}")
+    moved += bool(reg.promote(version, who=f"proc{version}", reason=f"round {i}"))
+    moved += bool(reg.promote(1, who=f"proc{version}", reason=f"back {i}"))
+print(moved)
 """
 
 
@@ -116,11 +145,13 @@ def test_two_processes_promoting_at_once_never_lose_a_move(tmp_path, models):
     reg = fill(tmp_path/"reg", models)
     reg.promote(1)
     n = 15
-    procs = [subprocess.Popen([sys.executable, "-c", PROMOTER, str(reg.path), str(v), str(n), str(tmp_path/"ready")], stderr=subprocess.PIPE, text=True)
-             for v in (2, 3)]
+    procs = [subprocess.Popen([sys.executable, "-c", PROMOTER, str(reg.path), str(v), str(n), str(tmp_path/"ready")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for v in (2, 3)]
+    moved = 0                                        # promotions that reported moving production
     for p in procs:
-        _, err = p.communicate(timeout=120)
+        out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
+        moved += int(out)
     moves = [r for r in reg.history() if r["alias"] == "production"]
     for before, after in zip(moves, moves[1:]): assert after["from_version"] == before["to_version"], (before, after)
     prev = [r for r in reg.history() if r["alias"] == "previous"]
@@ -128,40 +159,71 @@ def test_two_processes_promoting_at_once_never_lose_a_move(tmp_path, models):
     assert [r["to_version"] for r in prev] == [m["from_version"] for m in moves if m["from_version"] is not None]
     interleaved = any(a["who"] != b["who"] for a, b in zip(moves[1:], moves[2:]))
     assert interleaved, "the two processes never overlapped: the test did not test concurrency"
-    assert reg.aliases()["production"] == moves[-1]["to_version"] and list(reg.aliases()).count("production") == 1
+    assert len(moves) == 1 + moved, "a promotion reported a move the audit trail does not have"   # 1: the first reg.promote(1)
+    assert reg.aliases()["production"] == moves[-1]["to_version"] and reg.aliases()["previous"] == moves[-1]["from_version"]
+    with sqlite3.connect(reg.path/"registry.db") as c:
+        assert c.execute("SELECT COUNT(*) FROM aliases WHERE name = 'production'").fetchone()[0] == 1
 
 
 KILLED = """
 import os, sys, time
-import prodkit.registry as R
-path, onnx, marker = sys.argv[1], sys.argv[2], sys.argv[3]
-real = R._move
-def slow_move(c, *a, **k):
-    real(c, *a, **k)                      # the version row and its alias are written, not committed
+import prodkit.store as S
+path, onnx, marker, stage = sys.argv[1:5]
+def stall():
     open(marker, "w").write(str(os.getpid()))
     time.sleep(60)
-R._move = slow_move
-R.ModelRegistry(path).register(open(onnx, "rb").read(), who="doomed")
+if stage == "blob":                       # die halfway through writing the model file, however it is opened
+    import builtins
+    class HalfWritten:
+        def __init__(self, f): self.f = f
+        def __enter__(self): return self
+        def __exit__(self, *exc): self.f.close()
+        def __getattr__(self, name): return getattr(self.f, name)
+        def write(self, data): self.f.write(data[:len(data) // 2]); self.f.flush(); stall()
+    def half(real): return lambda f, mode="r", *a, **k: HalfWritten(real(f, mode, *a, **k)) if "wb" in mode else real(f, mode, *a, **k)
+    os.fdopen, builtins.open = half(os.fdopen), half(builtins.open)
+else:                                     # die with the version row and its alias written, not committed
+    real_move = S._move
+    def slow_move(c, *a, **k): real_move(c, *a, **k); stall()
+    S._move = slow_move
+from prodkit.registry import ModelRegistry
+ModelRegistry(path).register(open(onnx, "rb").read(), who="doomed")
 """
 
 
-def test_kill_9_during_register_leaves_no_half_written_version(tmp_path, models):
+def state(reg):
+    return reg.aliases(), [v.version for v in reg.versions()], len(reg.history()), sorted(p.name for p in (reg.path/"blobs").iterdir() if not p.name.startswith("."))
+
+
+@pytest.mark.parametrize("stage", ["blob", "commit"])
+def test_kill_9_during_register_leaves_no_half_written_version_or_file(tmp_path, models, stage):
+    "New bytes (a fourth model): the process dies while writing its file, or inside the version's transaction"
     reg = fill(tmp_path/"reg", models)
     reg.promote(1)
-    before = (reg.aliases(), [v.version for v in reg.versions()], len(reg.history()))
+    new = models[0][3]
+    sha = hashlib.sha256(new).hexdigest()
+    assert sha not in [v.onnx_sha256 for v in reg.versions()]
+    before = state(reg)
     onnx, marker = tmp_path/"x.onnx", tmp_path/"marker"
-    onnx.write_bytes(models[0][2] + b"")
-    p = subprocess.Popen([sys.executable, "-c", KILLED, str(reg.path), str(onnx), str(marker)])
+    onnx.write_bytes(new)
+    p = subprocess.Popen([sys.executable, "-c", KILLED, str(reg.path), str(onnx), str(marker), stage])
     try:
         deadline = time.time() + 60
         while not marker.exists() and time.time() < deadline and p.poll() is None: time.sleep(0.05)
-        assert marker.exists(), "the registering process never reached its transaction"
+        assert marker.exists(), f"the registering process never reached its {stage} stage"
+        if stage == "blob":                # mid-write: the partial bytes are in a hidden temporary file, not under the sha
+            tmps = [f for f in (reg.path/"blobs").iterdir() if f.name.startswith(f".{sha}.")]
+            assert len(tmps) == 1 and 0 < tmps[0].stat().st_size < len(new) and not (reg.path/"blobs"/sha).exists()
+        assert state(reg)[:3] == before[:3]                          # a reader meanwhile sees the old registry
         os.kill(p.pid, signal.SIGKILL)
         p.wait(timeout=10)
     finally:
         if p.poll() is None: p.kill()
     after = ModelRegistry(reg.path)
-    assert (after.aliases(), [v.version for v in after.versions()], len(after.history())) == before
+    aliases, versions, n_history, blobs = state(after)
+    assert (aliases, versions, n_history) == before[:3]
+    assert blobs == sorted(before[3] + ([sha] if stage == "commit" else []))   # commit: the whole file, unreferenced
+    for v in after.versions(): assert after.onnx_bytes(v.version) == models[0][v.version - 1]      # every version still verifies
     with sqlite3.connect(after.path/"registry.db") as c: assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    v = after.register(models[0][2], who="survivor")                      # the lock is gone; numbering continues
-    assert v.version == 4 and after.aliases()["candidate"] == 4
+    v = after.register(new, who="survivor")                              # the lock is gone; numbering continues
+    assert v.version == 4 and after.aliases()["candidate"] == 4 and after.onnx_bytes(4) == new

@@ -1,6 +1,8 @@
 "Release: ONNX export and parity, gates, the release job and CLI end to end, refusals. One tiny training run per session."
 import copy
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -95,6 +97,33 @@ def test_gates_block_promotion_with_the_gate_and_the_shortfall(project, trained,
     with pytest.raises(Exception, match="v1 cannot be promoted: gate `accuracy >= 0.999` failed"): reg2.promote(1)
 
 
+def test_a_real_production_model_on_the_same_rows_blocks_a_candidate(project, trained, tmp_path):
+    "The production model is measured on the candidate's test rows: the same model cannot beat itself by 0.001"
+    from prodkit.split import InputSpec
+    from prodkit.model import build_model
+    over = [*project["base"], f"registry.path={tmp_path}/reg", "export.dynamo=false", "export.speed.repeats=5"]
+    first = release(compose(overrides=over + ["gates.rules=['accuracy >= 0.5']"]), trained, tmp_path/"a")
+    assert first["promoted"] and first["aliases"]["production"] == 1
+    better = compose(overrides=over + ["gates.rules=['accuracy >= 0.5', 'accuracy >= production + 0.001']"])
+    rep = release(better, trained, tmp_path/"b")
+    acc = rep["measured"]["accuracy"]
+    assert rep["production"] == {"name": "production (v1)", "version": 1, "metrics": rep["production"]["metrics"]}
+    assert rep["production"]["metrics"]["accuracy"] == acc                        # really measured, on the same rows
+    g = rep["gates"][1]
+    assert (g["passed"], g["relative"], g["threshold"], g["margin"]) == (False, True, pytest.approx(acc + 0.001), pytest.approx(-0.001))
+    assert rep["refused"] == f"not promoted: gate `accuracy >= production + 0.001` failed: accuracy = {acc:.4g} is 0.001 below {acc + 0.001:.4g}"
+    reg = ModelRegistry(tmp_path/"reg")
+    assert reg.aliases() == {"candidate": 2, "production": 1} and reg.get(2).baseline == 1
+    # a production model that reads other features cannot run on these rows: the comparison fails, it does not pass
+    spec = InputSpec(["a", "b"], "target", 2, [2], [0.0, 0.0], [1.0, 1.0])
+    other = build_model(compose().model, spec, seed=0).eval()
+    reg.register(export_onnx(other, export_settings(compose(overrides=["export.dynamo=false"])), onnx_metadata(other))[0], who="test")
+    reg.promote(3)
+    rep = release(compose(overrides=over + ["gates.rules=['accuracy >= production - 0.01']"]), trained, tmp_path/"c")
+    assert rep["production"] == {"name": "production (v3)", "version": 3, "metrics": {}} and not rep["promoted"]
+    assert rep["refused"] == "not promoted: gate `accuracy >= production - 0.01` failed: production (v3) accuracy could not be measured on this test set"
+
+
 def test_an_unknown_gate_metric_is_refused_at_compose_time():
     with pytest.raises(ConfigError, match=r"gates.rules\[0\]: gate 'precision >= 0.9': unknown metric 'precision'"):
         compose(overrides=["gates.rules=['precision >= 0.9']"])
@@ -119,12 +148,18 @@ def test_release_cli_end_to_end_then_rollback(project):
     v = reg.get("production")
     from prodkit.tracking import read_offline_run             # the ONNX file is a wandb model artifact, linked from the version
     logged = read_offline_run(v.links["wandb_dir"])
-    assert {"name": "synthetic-mlp-onnx", "type": "model", "files": ["model.onnx"]} in logged["artifacts"] and logged["exit_code"] == 0
-    assert v.links["wandb_artifact"] == "synthetic-mlp-onnx:latest" and v.links["wandb_run_id"] == logged["run_id"]
+    pin = f"sha256-{v.onnx_sha256[:12]}"                        # `latest` moves with the next release; this alias names this file only
+    art = [a for a in logged["artifacts"] if a["name"] == "synthetic-mlp-onnx"]
+    assert [(a["type"], a["files"], sorted(a["aliases"])) for a in art] == [("model", ["model.onnx"], ["latest", pin])] and logged["exit_code"] == 0
+    assert v.links["wandb_artifact"] == f"synthetic-mlp-onnx:{pin}" and v.links["wandb_artifact_digest"] == art[0]["digest"]
+    assert v.links["wandb_run_id"] == logged["run_id"]
     assert v.run_id == project["run"].id and v.links["train_run_id"] == project["run"].id and v.export["exporter"] == "dynamo"
     assert v.provenance["config_hash"] == project["run"].config_hash and v.reference_stats["columns"]
     release_run = json.loads((d/"runs"/"release").glob("*/run.json").__next__().read_text())
     assert release_run["status"] == "succeeded" and release_run["links"]["registry_version"] == f"v{v.version}"
+    assert release_run["links"]["wandb_artifact"] == v.links["wandb_artifact"] and release_run["links"]["wandb_artifact_digest"] == art[0]["digest"]
+    output = (Path(release_run["run_dir"])/"output.ipynb").read_text()
+    assert "wandb" in output and "Failed to detect the name of this notebook" not in output     # no spurious wandb ERROR in the job's output
     # a forced promotion of the same version again is a no-op; a second version then rollback in one step
     r = run(ROOT/".venv/bin/prodkit", "registry", "--registry", d/"registry", "register", project["run"].id, *base, *rel[1:], "export.dynamo=false",
             "export.speed.repeats=5")
@@ -139,10 +174,33 @@ def test_release_cli_end_to_end_then_rollback(project):
     assert "rollback" in h and "test" in h
 
 
+def test_a_run_id_that_reads_as_a_number_is_released(project, tmp_path):
+    "Run ids are 8 hex digits: `1234e567` must reach the release job as a string, not as the float it looks like"
+    src, runs = project["run"].path, tmp_path/"runs"
+    dst = runs/"train"/f"{src.name.rsplit('-', 1)[0]}-1234e567"
+    shutil.copytree(src, dst)
+    rec = json.loads((dst/"run.json").read_text())
+    (dst/"run.json").write_text(json.dumps(rec | {"id": "1234e567", "run_dir": str(dst)}))
+    r = run(ROOT/".venv/bin/prodkit", "release", "1234e567", *project["base"], f"paths.runs_dir={runs}", f"registry.path={tmp_path}/reg",
+            "export.dynamo=false", "export.speed.repeats=5", "gates.rules=['accuracy >= 0.5']", "--quiet")
+    assert r.returncode == 0 and "v1 from run 1234e567: promoted to production" in r.stdout, r.stdout + r.stderr
+
+def test_the_demo_pipeline_passes_run_ids_as_strings():
+    from types import SimpleNamespace
+    from prodkit.pipeline import interpolate, load_pipeline
+    steps = {st.name: st for st in load_pipeline("demo")[2]}
+    train = {"train": SimpleNamespace(id="1234e567", run_dir="/runs/train/x-1234e567")}
+    for step, job, key in (("release", "release", "run"), ("shift", "shift_data", "train_run")):
+        cfg = compose(overrides=[f"job={job}", *(interpolate(o, train) for o in steps[step].overrides)])
+        assert cfg.job.params[key] == "1234e567", (step, cfg.job.params[key])
+
 def test_release_refuses_a_missing_or_failed_run_clearly(project, tmp_path):
     base = project["base"]
     r = run(ROOT/".venv/bin/prodkit", "release", "deadbeef", *base)
     assert r.returncode == 2 and "cannot release: no run 'deadbeef'" in r.stderr
+    for cmd in (["release"], ["registry", "register"]):       # overrides only: the latest succeeded run, not a run named "train.epochs=1"
+        r = run(ROOT/".venv/bin/prodkit", *cmd, "train.epochs=1", *base, f"paths.runs_dir={tmp_path}/empty")
+        assert r.returncode == 2 and f"no succeeded train run under {tmp_path}/empty" in r.stderr, r.stderr
     nb = tmp_path/"boom.ipynb"
     nb.write_text(json.dumps({"cells": [{"id": "p", "cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "cfg = {}", "outputs": [], "execution_count": None},
                                         {"id": "b", "cell_type": "code", "metadata": {}, "source": "raise RuntimeError('boom')", "outputs": [], "execution_count": None}],
