@@ -11,7 +11,8 @@ from pathlib import Path
 
 from fastcore.basics import patch
 
-from .store import BlobStore, DirectoryBlobStore, MetadataStore, RegistryError, SqliteStore, utc_now
+from .store import BlobStore, DirectoryBlobStore, MetadataStore, RegistryError, SqliteStore
+from .provenance import utc_now
 from .store import ModelIntegrityError  # noqa: F401 (callers catch it as prodkit.registry.ModelIntegrityError)
 
 # %% auto #0
@@ -147,7 +148,7 @@ def _register(
     who = who or default_user()
     rec = dict(onnx_sha256=onnx_sha, torch_sha256=torch_sha, run_id=run_id or meta.get("training_run_id"),
                data_version=data_version or meta.get("data_version"), metrics=metrics or {}, gates=list(gates or []),
-               parity=parity or {}, reference_stats=reference_stats or {}, metadata=meta, created=utc_now(), created_by=who,
+               parity=parity or {}, reference_stats=reference_stats or {}, metadata=meta, created=utc_now().isoformat(timespec="milliseconds"), created_by=who,
                provenance=provenance or {}, export=export or {}, links=links or {}, baseline=baseline)
     return self.get(self.store.add_version(rec, who))
 

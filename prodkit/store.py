@@ -10,15 +10,15 @@ import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from .atomic import write_atomic
+from .provenance import utc_now
 
 # %% auto #0
 __all__ = ['AliasPlan', 'RegistryError', 'ModelIntegrityError', 'MetadataStore', 'BlobStore', 'sha256_bytes',
-           'DirectoryBlobStore', 'utc_now', 'SqliteStore']
+           'DirectoryBlobStore', 'SqliteStore']
 
 # %% ../nbs/32_store.ipynb #aee6c1e0
 class RegistryError(Exception):
@@ -96,7 +96,7 @@ CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT 
     alias TEXT NOT NULL, from_version INTEGER, to_version INTEGER, reason TEXT);
 """
 
-def utc_now() -> str: return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
 
 # %% ../nbs/32_store.ipynb #1b4d73e1
 class SqliteStore:
@@ -149,7 +149,7 @@ def _move(c, alias: str, to: int | None, who: str, action: str, reason: str | No
     if to is None: c.execute("DELETE FROM aliases WHERE name = ?", (alias,))
     else: c.execute("INSERT INTO aliases VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET version = excluded.version", (alias, to))
     c.execute("INSERT INTO audit (at, who, action, alias, from_version, to_version, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-              (utc_now(), who, action, alias, old[0] if old else None, to, reason))
+              (utc_now().isoformat(timespec="milliseconds"), who, action, alias, old[0] if old else None, to, reason))
 
 def _move_aliases(self, plan, who: str, action: str, reason: str | None = None) -> list[tuple[str, int | None]]:
     "Atomically: read the aliases, `plan(aliases)` -> [(alias, version)], apply them with audit rows"
