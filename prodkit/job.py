@@ -18,8 +18,8 @@ from .config import ConfigError, as_config, compose, project_root, to_dict
 from .provenance import file_sha256
 
 # %% auto #0
-__all__ = ['RUN_DIR_ENV', 'run_dir', 'record', 'measure', 'artifact', 'link', 'recorded_provenance', 'job_of_notebook',
-           'job_overrides', 'compose_job', 'run_config']
+__all__ = ['RUN_DIR_ENV', 'run_dir', 'record', 'measure', 'artifact', 'link', 'recorded_provenance', 'hydra_quoted',
+           'job_of_notebook', 'job_overrides', 'compose_job', 'run_config']
 
 # %% ../nbs/20_job.ipynb #3ae751e7
 RUN_DIR_ENV = "PRODKIT_RUN_DIR"
@@ -84,7 +84,9 @@ def recorded_provenance() -> dict | None:
     return {k: rec.get(k) for k in ("git", "environment")}
 
 # %% ../nbs/20_job.ipynb #c4b70e3a
-def _quote(v: str) -> str: return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+def hydra_quoted(v: str) -> str:
+    "`v` as a quoted string in Hydra's override grammar: it stays a string (`1234e567` is not a number, `a,b` not a sweep)"
+    return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 def job_of_notebook(nb: Path) -> str | None:
     "The job in conf/job whose notebook is `nb`, if any"
@@ -101,7 +103,7 @@ def job_overrides(job: str, overrides: list[str] | tuple = ()) -> list[str]:
         nb = Path(job).expanduser().resolve()
         if not nb.is_file(): raise ConfigError(f"notebook {job} does not exist")
         if name := job_of_notebook(nb): return [f"job={name}", *overrides]
-        return ["job=notebook", f"job.notebook={_quote(str(nb))}", f"job.name={_quote(nb.stem)}", *overrides]
+        return ["job=notebook", f"job.notebook={hydra_quoted(str(nb))}", f"job.name={hydra_quoted(nb.stem)}", *overrides]
     return [f"job={job}", *overrides]
 
 def compose_job(job: str, overrides: list[str] | tuple = ()) -> DictConfig:

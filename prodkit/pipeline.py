@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from .config import ConfigError, compose, project_root
+from .job import hydra_quoted
 from .provenance import file_sha256, utc_now
 from .runner import run_job
 from .runs import RunRecord
@@ -95,6 +96,9 @@ def step_value(rec: RunRecord, what: str) -> str:
 
 def interpolate(override: str, done: dict[str, RunRecord]) -> str:
     "`override` with every `${steps.<name>.<field>}` replaced from the finished steps"
+    key, eq, value = override.partition("=")
+    if eq and (m := STEP_REF.fullmatch(value)) and not m.group(2).startswith("metrics."):   # a whole value that is a string: quoted,
+        return key + eq + hydra_quoted(step_value(done[m.group(1)], m.group(2)))             # so Hydra never reads run id 1234e567 as a number
     return STEP_REF.sub(lambda m: step_value(done[m.group(1)], m.group(2)), override)
 
 # %% ../nbs/50_pipeline.ipynb #ea2af00a
