@@ -31,11 +31,12 @@ def child(args, limit_mb=None, timeout=600):
 def main():
     from prodkit.split import InputSpec
     from prodkit.model import build_model
-    from prodkit.onnx import ExportSettings, export_onnx, onnx_metadata
+    from prodkit.schema import ExportConfig
+    from prodkit.onnx import export_onnx, onnx_metadata
     d = Path(tempfile.mkdtemp(prefix="prodkit-bench-"))
     feats = [f"f{i}" for i in range(FEATURES)]
     m = build_model(dict(name="mlp", hidden=[64, 32], dropout=0.0), InputSpec(feats, "target", 2, [FEATURES], [0.0] * FEATURES, [1.0] * FEATURES))
-    (d/"model.onnx").write_bytes(export_onnx(m, ExportSettings(dynamo=False), onnx_metadata(m, {"columns": {f: {"min": -5, "max": 5} for f in feats}}))[0])
+    (d/"model.onnx").write_bytes(export_onnx(m, ExportConfig(dynamo=False), onnx_metadata(m, {"columns": {f: {"min": -5, "max": 5} for f in feats}}))[0])
     rng = np.random.default_rng(0)
     pd.DataFrame(rng.normal(size=(2000, FEATURES)).round(6), columns=feats).to_csv(d/"small.csv", index=False)
     t0 = time.perf_counter()

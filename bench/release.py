@@ -38,12 +38,13 @@ def per_call_ms(fn, seconds: float) -> float:
 
 
 def main() -> dict:
-    from prodkit.onnx import ExportSettings, export_onnx, onnx_metadata, ort_session
+    from prodkit.schema import ExportConfig
+    from prodkit.onnx import export_onnx, onnx_metadata, ort_session
     trained = demo_run()
     model = trained.model.eval()
     meta = onnx_metadata(model, trained.reference_stats, trained.record.id, trained.split.data_version)
     exports = {}
-    for name, s in (("dynamo", ExportSettings()), ("torchscript", ExportSettings(dynamo=False))):
+    for name, s in (("dynamo", ExportConfig()), ("torchscript", ExportConfig(dynamo=False))):
         t0 = time.perf_counter(); data, facts = export_onnx(model, s, meta); exports[name] = dict(seconds=time.perf_counter() - t0, bytes=len(data), data=data)
     torch_bytes = (trained.path/"model.pt").stat().st_size
     torch.set_num_threads(1)

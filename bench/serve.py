@@ -71,12 +71,13 @@ def main():
     sys.path.insert(0, str(ROOT/"tests"))
     from prodkit.split import InputSpec
     from prodkit.model import build_model
-    from prodkit.onnx import ExportSettings, export_onnx, onnx_metadata
+    from prodkit.schema import ExportConfig
+    from prodkit.onnx import export_onnx, onnx_metadata
     from prodkit.registry import ModelRegistry
     d = Path(tempfile.mkdtemp(prefix="prodkit-bench-serve-"))
     feats = [f"f{i}" for i in range(FEATURES)]
     m = build_model(dict(name="mlp", hidden=[64, 32], dropout=0.0), InputSpec(feats, "target", 2, [FEATURES], [0.0] * FEATURES, [1.0] * FEATURES))
-    data = export_onnx(m, ExportSettings(dynamo=False), onnx_metadata(m, {"columns": {f: {"min": -5, "max": 5} for f in feats}}))[0]
+    data = export_onnx(m, ExportConfig(dynamo=False), onnx_metadata(m, {"columns": {f: {"min": -5, "max": 5} for f in feats}}))[0]
     (d/"model.onnx").write_bytes(data)
     reg = ModelRegistry(d/"registry"); reg.register(data); reg.promote(1)
     ours, bare, logged = free_port(), free_port(), free_port()

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from .config import ConfigError, compose
+from .schema import key_help
 from .drift import DriftError
 from .monitor import check_drift
 from .pipeline import run_pipeline
@@ -38,9 +39,9 @@ def _fail(msg: str):
 @click.argument("current")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default="drift-report", show_default=True, help="directory for drift.html and drift.json")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="a drift threshold, e.g. --set psi_warn=0.2 (keys and defaults: prodkit.schema.DriftConfig)")
-@click.option("--runs-dir", type=click.Path(file_okay=False), help="where runs live [paths.runs_dir]")
-@click.option("--registry", type=click.Path(file_okay=False), help="model registry directory [registry.path]")
-@click.option("--inputs", type=click.Path(dir_okay=False), help="when CURRENT is a batch output without the input columns: the file it scored")
+@click.option("--runs-dir", type=click.Path(file_okay=False), help=key_help("paths.runs_dir"))
+@click.option("--registry", type=click.Path(file_okay=False), help=key_help("registry.path"))
+@click.option("--inputs", type=click.Path(dir_okay=False), help="the file a batch output scored, joined on its row column (default: the file its .summary.json names)")
 @click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON")
 def drift(reference, current, out, settings, runs_dir, registry, inputs, as_json):
     """Compare CURRENT with REFERENCE; write an HTML report and JSON; exit 0 none, 1 warn, 2 alert, 3 error.

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .config import ConfigError, compose
+from .schema import key_help
 from .registry import ModelRegistry, RegistryError
 
 # %% auto #0
@@ -45,7 +46,7 @@ def version_rows(reg: ModelRegistry) -> str:
 
 # %% ../nbs/85_cli_release.ipynb #a7c9436c
 @click.group()
-@click.option("--registry", "path", default=None, help="registry directory (default: registry.path of the config)")
+@click.option("--registry", "path", default=None, help=key_help("registry.path"))
 @click.pass_context
 def registry(ctx, path):
     "Model versions, their aliases (candidate, production, previous) and the audit trail"

@@ -12,7 +12,6 @@ import os
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +20,13 @@ from torch import nn
 
 import prodkit
 from .model import Classifier
+from .schema import ExportConfig
 
 # %% auto #0
 __all__ = ['ONNX_FORMAT', 'INPUT_NAME', 'OUTPUT_NAMES', 'FLOAT32_NOTE', 'PARITY_BATCHES', 'PARITY_TOLERANCES', 'OnnxExportError',
-           'ExportSettings', 'Exportable', 'quiet_exporter', 'export_onnx', 'feature_ranges', 'onnx_metadata',
-           'set_metadata', 'read_onnx_metadata', 'ort_session', 'onnx_predict', 'torch_predict', 'parity_report',
-           'time_calls', 'torch_threads', 'speed_table']
+           'Exportable', 'quiet_exporter', 'export_onnx', 'feature_ranges', 'onnx_metadata', 'set_metadata',
+           'read_onnx_metadata', 'ort_session', 'onnx_predict', 'torch_predict', 'parity_report', 'time_calls',
+           'torch_threads', 'speed_table']
 
 # %% ../nbs/30_onnx.ipynb #08b4ccfa
 ONNX_FORMAT = "prodkit.onnx/1"
@@ -35,14 +35,6 @@ FLOAT32_NOTE = "inputs are cast to float32; onnxruntime refuses float64"
 
 class OnnxExportError(RuntimeError):
     "A model that cannot be exported, or an ONNX file that cannot be read"
-
-@dataclass
-class ExportSettings:
-    dynamo: bool = True             # torch.export-based exporter; False: the legacy TorchScript exporter
-    opset: int = 20                 # ONNX opset version
-    batch_axis: str = "batch"       # name of the dynamic batch dimension of inputs and outputs
-    example_batch: int = 2          # rows of the example traced at export (parity uses other sizes)
-    full_check: bool = True         # onnx.checker's full check (shape inference included)
 
 # %% ../nbs/30_onnx.ipynb #4fc105f2
 class Exportable(nn.Module):
@@ -76,7 +68,7 @@ def quiet_exporter():
             if line.strip() and not line.startswith("[torch.onnx]"): print(line)
 
 # %% ../nbs/30_onnx.ipynb #f15743d5
-def _export_to(model: Classifier, path: Path, s: ExportSettings) -> None:
+def _export_to(model: Classifier, path: Path, s: ExportConfig) -> None:
     example = (torch.zeros(s.example_batch, model.inputs.n_features),)
     kw = dict(input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), opset_version=s.opset, dynamo=s.dynamo, external_data=False)
     if s.dynamo: kw["dynamic_shapes"] = {INPUT_NAME: {0: torch.export.Dim(s.batch_axis)}}
@@ -87,12 +79,12 @@ def _export_to(model: Classifier, path: Path, s: ExportSettings) -> None:
 
 def export_onnx(
     model: Classifier,                  # a trained model, e.g. `load_model(run_dir/"model.pt")`
-    settings: ExportSettings | None = None,  # exporter, opset, batch axis; default: `ExportSettings()`
+    settings: ExportConfig | None = None,    # the `export` config (exporter, opset, batch axis, ...); default: `ExportConfig()`
     metadata: dict | None = None,       # the `prodkit` metadata (`onnx_metadata(...)`), stored in the file
 ) -> tuple[bytes, dict]:
     "The model as ONNX bytes (checked, one file) and export facts: exporter, opset, seconds, bytes"
     import onnx
-    s = settings or ExportSettings()
+    s = settings or ExportConfig()
     model = model.eval()
     with tempfile.TemporaryDirectory(prefix="prodkit-onnx-") as d:
         path = Path(d)/"model.onnx"

@@ -17,14 +17,14 @@ from .split import Split, split_dataset
 from .evaluate import classification_metrics
 from .gates import evaluate_gates, gate_failures, gates_passed, leakage_rows
 from .model import Classifier, load_model, to_tensors, weights_sha256
-from .onnx import ExportSettings, export_onnx, onnx_metadata, onnx_predict, ort_session, parity_report, speed_table
+from .onnx import export_onnx, onnx_metadata, onnx_predict, ort_session, parity_report, speed_table
 from .registry import ModelRegistry, ModelVersion
 from .runs import RunNotFound, RunRecord, find_run, list_runs
 from .atomic import write_atomic, write_json
 
 # %% auto #0
 __all__ = ['ReleaseError', 'TrainedRun', 'find_train_run', 'load_train_run', 'holdout_arrays', 'onnx_metrics',
-           'production_metrics', 'export_settings', 'release']
+           'production_metrics', 'release']
 
 # %% ../nbs/34_release.ipynb #7c2ba016
 class ReleaseError(RuntimeError):
@@ -95,11 +95,6 @@ def production_metrics(registry: ModelRegistry, trained: TrainedRun, x: np.ndarr
     return n, onnx_metrics(registry.onnx_bytes(n), x, y)
 
 # %% ../nbs/34_release.ipynb #a8562811
-def export_settings(cfg: DictConfig) -> ExportSettings:
-    "`ExportSettings` from the `export` config group"
-    e = cfg.export
-    return ExportSettings(dynamo=e.dynamo, opset=e.opset, batch_axis=e.batch_axis, example_batch=e.example_batch, full_check=e.full_check)
-
 def _provenance(rec: RunRecord) -> dict:
     keep = ("id", "job", "run_dir", "started", "ended", "seed", "config_hash", "notebook_sha256", "source_sha256", "data", "git", "links", "overrides")
     env = rec.environment or {}
@@ -153,7 +148,7 @@ def release(
     "Export, check parity, measure, gate, register and (if the gates pass) promote; returns the release report"
     out, reg, rec = Path(out_dir), registry or ModelRegistry.from_config(cfg), trained.record
     meta = onnx_metadata(trained.model, trained.reference_stats, rec.id, trained.split.data_version, rec.metrics.get("weights_sha256") or weights_sha256(trained.model))
-    onnx_bytes, facts = export_onnx(trained.model, export_settings(cfg), meta)
+    onnx_bytes, facts = export_onnx(trained.model, cfg.export, meta)
     write_atomic(out/"model.onnx", onnx_bytes)
     x, y = holdout_arrays(trained)
     measured, parity, speed = _measure(cfg, trained, onnx_bytes, facts, x, y)

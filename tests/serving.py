@@ -12,10 +12,11 @@ def prodkit_onnx(seed: int = 0, n: int = 4) -> bytes:
     "ONNX bytes of a small prodkit MLP, exported by prodkit.onnx (TorchScript exporter: fast), ranges [-3, 3]"
     from prodkit.split import InputSpec
     from prodkit.model import build_model
-    from prodkit.onnx import ExportSettings, export_onnx, onnx_metadata
+    from prodkit.schema import ExportConfig
+    from prodkit.onnx import export_onnx, onnx_metadata
     feats = [f"f{i}" for i in range(n)]
     model = build_model(dict(name="mlp", hidden=[8], dropout=0.0), InputSpec(feats, "target", 2, [n], [0.0] * n, [1.0] * n), seed=seed)
-    return export_onnx(model, ExportSettings(dynamo=False), onnx_metadata(model, {"columns": {f: {"min": -3.0, "max": 3.0} for f in feats}}))[0]
+    return export_onnx(model, ExportConfig(dynamo=False), onnx_metadata(model, {"columns": {f: {"min": -3.0, "max": 3.0} for f in feats}}))[0]
 
 def make_registry(path: Path, n_versions: int = 2, promote: tuple = (1, 2)):
     "A real registry with `n_versions` models; the versions in `promote` promoted in order"

@@ -13,7 +13,8 @@ import pytest
 from prodkit.config import compose
 from prodkit.split import InputSpec
 from prodkit.model import build_model, save_model
-from prodkit.onnx import ExportSettings, export_onnx, onnx_metadata
+from prodkit.schema import ExportConfig
+from prodkit.onnx import export_onnx, onnx_metadata
 from prodkit.registry import ModelIntegrityError, ModelRegistry, RegistryError
 
 PASS = [{"gate": "accuracy >= 0.5", "passed": True, "message": "accuracy = 0.9 >= 0.5"}]
@@ -29,7 +30,7 @@ def models(tmp_path_factory):
     for seed in range(4):
         m = build_model(compose().model, spec, seed=seed).eval()
         save_model(m, d/f"m{seed}.pt")
-        out.append(export_onnx(m, ExportSettings(dynamo=False), onnx_metadata(m, training_run_id=f"run{seed}", data_version="d" * 64))[0])
+        out.append(export_onnx(m, ExportConfig(dynamo=False), onnx_metadata(m, training_run_id=f"run{seed}", data_version="d" * 64))[0])
     return out, d/"m0.pt"
 
 

@@ -9,7 +9,7 @@ import torch
 from prodkit.config import ConfigError, compose
 from prodkit.onnx import export_onnx, onnx_metadata, ort_session, parity_report, read_onnx_metadata
 from prodkit.registry import ModelRegistry
-from prodkit.release import ReleaseError, export_settings, load_train_run, release, holdout_arrays
+from prodkit.release import ReleaseError, load_train_run, release, holdout_arrays
 from prodkit.runner import run_job
 from conftest import PY, ROOT, run
 
@@ -37,7 +37,7 @@ def dynamo_onnx(trained):
     "The tiny model exported with the default settings (dynamo, opset 20)"
     cfg = compose()
     meta = onnx_metadata(trained.model, trained.reference_stats, trained.record.id, trained.split.data_version, "w" * 64)
-    return export_onnx(trained.model, export_settings(cfg), meta)
+    return export_onnx(trained.model, cfg.export, meta)
 
 
 def test_dynamo_export_parity_at_several_batch_sizes(trained, dynamo_onnx):
@@ -78,7 +78,7 @@ def test_a_model_altered_after_export_fails_parity_saying_where(trained, dynamo_
 
 def test_a_model_failing_parity_is_not_registered(project, trained, tmp_path):
     cfg = compose(overrides=[*project["base"], f"registry.path={tmp_path}/reg", "export.dynamo=false", "export.speed.repeats=5",
-                             "export.parity.tolerances={probabilities: -1.0, logits: -1.0}"])
+                             "export.parity.tolerances={probabilities: 0.0, logits: 0.0}"])   # any difference at all fails
     rep = release(cfg, trained, tmp_path/"out")
     assert rep["version"] is None and rep["refused"].startswith("parity failed: batch 1, output probabilities")
     assert ModelRegistry(tmp_path/"reg").versions() == []
@@ -117,7 +117,7 @@ def test_a_real_production_model_on_the_same_rows_blocks_a_candidate(project, tr
     # a production model that reads other features cannot run on these rows: the comparison fails, it does not pass
     spec = InputSpec(["a", "b"], "target", 2, [2], [0.0, 0.0], [1.0, 1.0])
     other = build_model(compose().model, spec, seed=0).eval()
-    reg.register(export_onnx(other, export_settings(compose(overrides=["export.dynamo=false"])), onnx_metadata(other))[0], who="test")
+    reg.register(export_onnx(other, compose(overrides=["export.dynamo=false"]).export, onnx_metadata(other))[0], who="test")
     reg.promote(3)
     rep = release(compose(overrides=over + ["gates.rules=['accuracy >= production - 0.01']"]), trained, tmp_path/"c")
     assert rep["production"] == {"name": "production (v3)", "version": 3, "metrics": {}} and not rep["promoted"]
