@@ -233,7 +233,7 @@ def test_the_connection_file_of_a_runner_killed_with_9_is_removed_by_the_next_ru
 # --- training that diverges, data that says nothing ---------------------------------------------
 
 def test_training_that_diverges_without_nan_fails(tmp_path, runs):
-    res = prodkit("run", "-q", "train", "train.lr=1e9", f"paths.runs_dir={runs}", "tracking.mode=disabled", "train.epochs=3")
+    res = prodkit("run", "-q", "train", "train.lr=1e9", f"paths.runs_dir={runs}", "debug=tiny")
     assert res.returncode == ExitCode.CELL_FAILED, res.stderr
     [rec] = records(runs)
     assert rec.status == "failed" and "training diverged" in rec.exit_reason and "train.divergence_factor" in rec.exit_reason
@@ -250,7 +250,7 @@ def test_quarantined_rows_are_counted_in_the_record_with_the_file_and_its_hash(t
     import hashlib
     data_dir = tmp_path/"data"
     res = prodkit("run", "-q", "train", f"paths.data_dir={data_dir}", "data.outliers.action=quarantine", "data.outliers.threshold=4",
-                  f"paths.runs_dir={runs}", "tracking.mode=disabled", "train.epochs=2")
+                  f"paths.runs_dir={runs}", "debug=tiny", "train.epochs=2")
     assert res.returncode == 0, res.stderr
     [rec] = records(runs)
     [q] = list(data_dir.glob("*.quarantine.csv"))
@@ -261,7 +261,7 @@ def test_quarantined_rows_are_counted_in_the_record_with_the_file_and_its_hash(t
 
 def test_an_offline_train_run_leaves_nothing_in_tmpdir(tmp_path, runs):
     (tmpdir := tmp_path/"tmpdir").mkdir()
-    res = prodkit("run", "-q", "train", f"paths.runs_dir={runs}", "tracking.mode=offline", "train.epochs=2", env={"TMPDIR": str(tmpdir)})
+    res = prodkit("run", "-q", "train", f"paths.runs_dir={runs}", "debug=tiny", "tracking.mode=offline", "train.epochs=2", env={"TMPDIR": str(tmpdir)})
     assert res.returncode == 0, res.stderr
     assert [p.name for p in tmpdir.iterdir()] == []            # no tmp*wandb-media, tmp*wandb-artifacts
     [rec] = records(runs)

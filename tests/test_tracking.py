@@ -52,7 +52,7 @@ print(t.run_id)
 def test_offline_job_run_is_complete_secret_free_and_leaves_no_wandb_process(tmp_path):
     tag, run_dir = uuid.uuid4().hex, tmp_path/"run"
     job = tmp_path/"job.py"; job.write_text(JOB)
-    res = run(PY, job, run_dir, f"paths.data_dir={tmp_path}/data", "train.epochs=3", "train.progress=false", "tracking.mode=offline",
+    res = run(PY, job, run_dir, f"paths.data_dir={tmp_path}/data", "debug=tiny", "tracking.mode=offline",
               "+service.api_key=" + SECRET, cwd=tmp_path,
               env={"PRODKIT_TEST_TAG": tag, "MY_SERVICE_TOKEN": SECRET, "WANDB_API_KEY": SECRET[:40].ljust(40, "0")})
     assert res.returncode == 0, res.stderr

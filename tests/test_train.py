@@ -65,7 +65,7 @@ print("finished")
 @pytest.mark.slow
 def test_resume_after_sigkill_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
     overrides = [f"paths.data_dir={tmp_path}/data", "data=synthetic", "data.n_rows=20000", "data.n_features=16",
-                 "model.hidden=[64, 32]", "train.epochs=8", "train.patience=0", "train.progress=false", "tracking.mode=disabled"]
+                 "model.hidden=[64, 32]", "debug=tiny", "train.epochs=8"]
     cfg, split = setup(tmp_path, *overrides[1:])             # materializes the data before the race starts
     ck = tmp_path/"checkpoints"
     script = tmp_path/"train.py"; script.write_text(KILLED_RUN)
@@ -142,7 +142,7 @@ def test_fit_leaves_global_torch_settings_as_they_were(tmp_path):
 
 @pytest.mark.slow
 def test_digits_with_a_cnn_trains_through_the_same_code_path(tmp_path):
-    cfg, split = setup(tmp_path, "data=digits", "model=cnn", "train.epochs=4", "train.progress=false")
+    cfg, split = setup(tmp_path, "data=digits", "model=cnn", "debug=tiny", "train.epochs=4")
     r = train(cfg, split, checkpoint_dir=tmp_path/"ck")
     assert type(r.model.net).__name__ == "CNN"
     m = evaluate(r.model, split.test, cfg.data)
