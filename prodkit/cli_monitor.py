@@ -9,8 +9,7 @@ from pathlib import Path
 
 import click
 
-from .config import ConfigError, compose
-from .schema import key_help
+from .config import ConfigError, compose, key_help
 from .drift import DriftError
 from .monitor import check_drift
 from .pipeline import run_pipeline

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import click
 
-from .config import ConfigError, compose
-from .schema import key_help
+from .config import ConfigError, compose, key_help
 from .registry import ModelRegistry, RegistryError
 
 # %% auto #0

@@ -10,7 +10,10 @@ import os
 import re
 from contextlib import contextmanager
 from dataclasses import is_dataclass
+from functools import cache
 from pathlib import Path
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from hydra import compose as hydra_compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -20,12 +23,13 @@ from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .schema import INTERVAL, RANGES, ProdkitConfig, field_doc, field_types
+from .schema import INTERVAL, RANGES, ProdkitConfig
 
 # %% auto #0
 __all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'GATE_METRICS', 'GATE_OPS', 'JOB_NAME', 'ConfigError', 'project_root',
            'conf_dir', 'check_targets', 'hydra_session', 'compose', 'config_error', 'validate', 'parse_gate',
-           'check_gates', 'in_range', 'numbers', 'check_ranges', 'to_dict', 'as_config']
+           'check_gates', 'field_types', 'field_doc', 'schema_field', 'key_help', 'in_range', 'numbers', 'check_ranges',
+           'to_dict', 'as_config']
 
 # %% ../nbs/01_config.ipynb #6f2af318
 class ConfigError(ValueError):
@@ -165,6 +169,47 @@ def check_gates(cfg: DictConfig) -> None:
     for i, rule in enumerate(OmegaConf.select(cfg, "gates.rules", default=None) or []):
         try: parse_gate(rule)
         except ConfigError as e: raise ConfigError(f"gates.rules[{i}]: {e}") from None
+
+# %% ../nbs/01_config.ipynb #28fa8644
+def _unwrap(t) -> tuple[Any, bool]:
+    "`Optional[X]` -> (X, True); any other type -> (it, False)"
+    args = [a for a in get_args(t) if a is not type(None)]
+    return (args[0], True) if get_origin(t) in (Union, UnionType) and len(args) == 1 else (t, False)
+
+@cache
+def field_types(cls) -> dict[str, tuple[str, Any, bool]]:
+    "Each field of schema dataclass `cls`: (shape `one`, `list` or `dict`; the type of one value; whether a value may be None)"
+    out = {}
+    for name, t in get_type_hints(cls).items():
+        t, optional = _unwrap(t)
+        shape = {list: "list", dict: "dict"}.get(get_origin(t), "one")
+        if shape != "one": t, optional = _unwrap(get_args(t)[-1])
+        out[name] = (shape, t, optional)
+    return out
+
+@cache
+def _docs(cls) -> dict:
+    from fastcore.docments import docments   # here: the service imports the schema and never needs it
+    return docments(cls)
+
+def field_doc(cls, name: str) -> str:
+    "The trailing comment of field `name` of schema dataclass `cls`"
+    if not (doc := _docs(cls).get(name)): raise ValueError(f"{cls.__name__}.{name} has no comment to show as help")
+    return doc
+
+def schema_field(key: str) -> tuple[type, str]:
+    "The dataclass and field behind a dotted config key: `'serve.log.sample'` -> `(PredictionLogConfig, 'sample')`"
+    cls, *groups, name = ProdkitConfig, *key.split(".")
+    for g in groups:
+        shape, t, _ = field_types(cls).get(g, ("", None, False))
+        if shape != "one" or not is_dataclass(t): raise KeyError(f"{key}: {cls.__name__} has no group {g!r}")
+        cls = t
+    if name not in field_types(cls): raise KeyError(f"{key}: {cls.__name__} has no field {name!r}")
+    return cls, name
+
+def key_help(key: str) -> str:
+    "The help of a command-line option that sets config `key`: the field's comment, then the key"
+    return f"{field_doc(*schema_field(key))} [{key}]"
 
 # %% ../nbs/01_config.ipynb #4b3128f0
 def _finite(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -13,8 +13,8 @@ import onnxruntime as ort
 import pandas as pd
 
 # %% auto #0
-__all__ = ['META_KEY', 'META_FORMAT', 'F32_MAX', 'InferenceError', 'InputError', 'ModelSchema', 'session_options', 'OnnxModel',
-           'check_frame', 'records_to_array', 'check_array', 'prediction_frame']
+__all__ = ['META_KEY', 'META_FORMAT', 'F32_MAX', 'NUMERIC', 'InferenceError', 'InputError', 'ModelSchema', 'session_options',
+           'OnnxModel', 'check_frame', 'records_to_array', 'check_array', 'v2_array', 'prediction_frame']
 
 # %% ../nbs/40_infer.ipynb #c6e3b680
 class InferenceError(ValueError):
@@ -173,6 +173,50 @@ def check_array(x: np.ndarray, schema: ModelSchema, margin: float | None = None)
                 else f"{v:.6g}, outside the training range [{schema.lo[j]:.6g}, {schema.hi[j]:.6g}] + margin {margin:g}")
         raise InputError(f"row {i}: feature '{schema.features[j]}' is {what} ({int(bad.sum())} bad value(s) in all)")
     return x.astype(np.float32)
+
+# %% ../nbs/40_infer.ipynb #bc0d97e3
+NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+
+def _has_bool(data) -> bool:
+    "Does a (nested) JSON list hold true/false? numpy would read them as 1/0, or 1.0/0.0 beside floats"
+    if not isinstance(data, list): return data.__class__ is bool
+    return any(v.__class__ is bool or (v.__class__ is list and _has_bool(v)) for v in data)
+
+def _tensor(t, ndim: tuple[int, ...]) -> np.ndarray:
+    "A v2 input tensor as a float64 array, its datatype, shape and data checked"
+    name = t.get("name")
+    if t.get("datatype") not in NUMERIC: raise InputError(f"input '{name}': datatype {t.get('datatype')!r} is not numeric; send FP32")
+    shape, data = t.get("shape"), t.get("data")
+    if not (isinstance(shape, list) and len(shape) in ndim and all(isinstance(d, int) and d >= 0 for d in shape)):
+        raise InputError(f"input '{name}': shape {shape} is not a list of {' or '.join(map(str, ndim))} sizes")
+    if _has_bool(data): raise InputError(f"input '{name}': data holds true/false; send numbers")
+    try: arr = np.asarray(data)
+    except ValueError: raise InputError(f"input '{name}': data is not a regular (non-ragged) array") from None
+    if arr.dtype.kind == "O" and any(isinstance(v, int) for v in arr.ravel()): raise InputError(f"input '{name}': data holds an integer beyond float32's range (±3.4e38)")
+    if arr.dtype.kind not in "iuf" and arr.size: raise InputError(f"input '{name}': data holds non-numbers (e.g. {json.dumps(arr.ravel()[0].item() if arr.dtype.kind != 'O' else str(arr.ravel()[0]))[:40]})")
+    if arr.size != int(np.prod(shape)): raise InputError(f"input '{name}': shape {shape} needs {int(np.prod(shape))} values, data has {arr.size}")
+    return arr.astype(np.float64).reshape(shape)
+
+# %% ../nbs/40_infer.ipynb #09afc0c1
+def v2_array(body, schema, max_batch: int, margin: float | None) -> np.ndarray:
+    "float32 [n, F] from a v2 infer request; `InputError` names the input, feature and row"
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
+        raise InputError("expected a JSON object with 'inputs': a non-empty list of tensors", 400)
+    ins = body["inputs"]
+    if not all(isinstance(t, dict) for t in ins): raise InputError("every item of 'inputs' must be a tensor object (name, shape, datatype, data)")
+    names = [t.get("name") for t in ins]
+    if names == [schema.input_name]: x = _tensor(ins[0], (2,))
+    else:
+        if missing := [f for f in schema.features if f not in names]:
+            unknown = [n for n in names if n not in schema.features]
+            raise InputError(f"missing input(s) {missing[:5]}" + (f"; unknown input(s) {unknown[:5]}" if unknown else "")
+                             + f": send one tensor '{schema.input_name}' [batch, {schema.n_features}] or one tensor per feature")
+        if unknown := [n for n in names if n not in schema.features]: raise InputError(f"unknown input(s) {unknown[:5]}")
+        cols = [_tensor(t, (1, 2)).reshape(len(t["data"]) if t["shape"] and t["shape"][0] else 0, -1) for t in ins]
+        if any(c.shape[1] != 1 for c in cols) or len({len(c) for c in cols}) != 1: raise InputError("per-feature inputs must all have shape [batch] or [batch, 1], with the same batch")
+        by_name = dict(zip(names, cols)); x = np.hstack([by_name[f] for f in schema.features])
+    if x.shape[0] > max_batch: raise InputError(f"batch of {x.shape[0]} rows is over the limit of {max_batch}", 413)
+    return check_array(x, schema, margin)
 
 # %% ../nbs/40_infer.ipynb #ba8531cb
 def prediction_frame(probs: np.ndarray, schema: ModelSchema, version) -> pd.DataFrame:

@@ -22,9 +22,9 @@ from .provenance import utc_now
 from .redact import is_secret_name
 
 # %% auto #0
-__all__ = ['PII_SALT_ENV', 'LOG_MANIFEST', 'OUTPUT_KEYS', 'MAX_BEHIND', 'PredictionLogError', 'pii_columns', 'log_manifest',
-           'without_columns', 'hash_value', 'clean_inputs', 'PredictionLog', 'log_files', 'prune', 'read_log',
-           'recent_drift', 'drift_gauges', 'ServiceLog']
+__all__ = ['PII_SALT_ENV', 'LOG_MANIFEST', 'OUTPUT_KEYS', 'PredictionLogError', 'pii_columns', 'log_manifest', 'without_columns',
+           'hash_value', 'clean_inputs', 'PredictionLog', 'log_files', 'prune', 'read_log', 'recent_drift',
+           'drift_gauges']
 
 # %% ../nbs/43_prediction_log.ipynb #6accfe0e
 class PredictionLogError(ValueError):
@@ -219,100 +219,3 @@ def drift_gauges(result: DriftResult) -> dict[str, float | dict[str, float]]:
     "Values for Prometheus gauges: status level (0 none, 1 warn, 2 alert), drifted share, PSI per feature"
     return dict(drift_status=float(result.exit_code), drift_share=result.drifted_share,
                 drift_psi={f.name: f.psi for f in result.features + result.outputs if f.psi is not None})
-
-# %% ../nbs/43_prediction_log.ipynb #a89439df
-import logging
-from concurrent.futures import ThreadPoolExecutor
-from prometheus_client import Counter, Gauge
-
-_log = logging.getLogger("prodkit.serve")
-MAX_BEHIND = 10   # while the writer is busy, rows wait in memory: up to this many batches (at least 10,000 rows), then dropped
-
-class ServiceLog:
-    "The online service's prediction log: rows queued on the event loop, written by one thread; drift gauges over the recent window"
-    def __init__(self, c: dict, registry):  # c: the `serve.log` settings; registry: the service's Prometheus `CollectorRegistry`
-        self.c, self.plog, self.pending, self.n_pending = c, None, [], 0
-        self.reference, self.ref_version, self.last_flush, self.last_drift = None, None, time.monotonic(), 0.0
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="prediction-log")   # one writer: batches land in order
-        self._busy, self._busy_lock, self._warned = False, threading.Lock(), 0.0   # the writer holds a batch
-        self.cap = max(MAX_BEHIND * c["batch_size"], 10_000)                          # rows waiting, at most
-        self.dropped = Counter("prodkit_prediction_log_dropped_rows", "Sampled rows not logged because the writer fell behind", registry=registry)
-        self.status = Gauge("prodkit_drift_status", "Drift of the recent prediction-log window: 0 none, 1 warn, 2 alert, -1 not known yet", registry=registry)
-        self.share = Gauge("prodkit_drift_share", "Share of features drifting in the recent window", registry=registry)
-        self.psi = Gauge("prodkit_drift_psi", "PSI of a feature (or output) over the recent window", ["feature"], registry=registry)
-        self.status.set(-1)
-
-    def open(self, schema) -> None:
-        "Open the log for the model's input features (once: the first time a schema is known)"
-        if self.plog is not None or schema is None: return
-        c = self.c   # batches and timing are ours (below): the log itself only writes when told
-        self.plog = PredictionLog(c["dir"], c["format"], c["sample"], batch_size=2**62, flush_seconds=math.inf, keep_files=c["keep_files"],
-                                  features=list(schema.features), pii=c["pii"] or [], pii_mode=c["pii_mode"])
-
-    def log(self, x, s, a, request_id: str | None = None) -> str:  # x: the checked rows; s: the `Served` snapshot; a: its `Answer`
-        "Queue one answered request if it is sampled (cheap: the writer thread cleans and writes it); returns its request id"
-        rid = request_id or uuid.uuid4().hex
-        if self.plog is None or not self.plog.sampled(rid): return rid
-        if self.n_pending >= self.cap: self._drop(len(x)); return rid   # the writer is stuck: memory stays bounded
-        labels = a.labels
-        outs = [dict(prediction=labels[t], confidence=p[t], **{f"proba_{lab}": q for lab, q in zip(labels, p)})
-                for t, p in zip(a.probs.argmax(1).tolist(), a.probs.tolist())]
-        self.pending.append(([dict(zip(s.schema.features, r)) for r in x.tolist()], outs, "baseline" if a.version is None else str(a.version), rid))
-        self.n_pending += len(outs)
-        if self.n_pending >= self.c["batch_size"]: self.write_pending()
-        return rid
-
-# %% ../nbs/43_prediction_log.ipynb #89c5002d
-@patch
-def write_pending(self: ServiceLog, wait: bool = False) -> None:
-    "Hand the queued rows to the writer thread, unless it is still writing (then they wait for it); returns at once"
-    if not self.pending: return
-    with self._busy_lock:
-        if self._busy and not wait: return
-        self._busy = True
-    batch, self.pending, self.n_pending, self.last_flush = self.pending, [], 0, time.monotonic()
-    self._pool.submit(self._write, batch)
-
-@patch
-def _drop(self: ServiceLog, n: int) -> None:
-    self.dropped.inc(n)
-    if time.monotonic() - self._warned > 10:
-        self._warned = time.monotonic(); _log.warning(f"prediction log: {self.n_pending} rows wait for a writer that is stuck (a slow disk?): dropping new rows")
-
-@patch
-def _write(self: ServiceLog, batch: list) -> None:
-    try:
-        for rows, outs, version, rid in batch: self.plog.log(rows, outs, version, rid)
-        self.plog.flush()
-    except Exception as e: _log.error(f"prediction log: a batch of {len(batch)} request(s) was not written: {type(e).__name__}: {e}")
-    finally:
-        with self._busy_lock: self._busy = False
-
-@patch
-def shutdown(self: ServiceLog) -> None:
-    "Write what is queued and wait for it (on shutdown)"
-    self.write_pending(wait=True); self._pool.shutdown(wait=True)
-    if self.plog is not None: self.plog.close()
-
-@patch
-def tick(self: ServiceLog, schema) -> bool:
-    "From the poll loop: open the log once a schema is known, write rows older than `flush_seconds`; True when drift is due"
-    self.open(schema)
-    if self.pending and time.monotonic() - self.last_flush >= self.c["flush_seconds"]: self.write_pending()
-    if time.monotonic() - self.last_drift < self.c["drift_seconds"]: return False
-    self.last_drift = time.monotonic(); return True
-
-# %% ../nbs/43_prediction_log.ipynb #26fa0da9
-@patch
-def refresh_drift(self: ServiceLog, registry, version: int | None) -> dict | None:
-    "Set the drift gauges: the newest `drift_window` logged rows against `version`'s reference statistics (None: nothing to compare)"
-    if version is None or self.plog is None: return None
-    if version != self.ref_version:   # pii columns are hashed or dropped in the log: left out of the comparison
-        ref = without_columns(registry.get(version).reference_stats or {}, self.plog.pii)
-        self.reference, self.ref_version = (ref if ref["columns"] else None), version
-    if not self.reference or not log_files(self.plog.dir): return None
-    try: g = drift_gauges(recent_drift(self.reference, self.plog.dir, self.c["drift_window"]))
-    except Exception as e: _log.warning(f"prediction log drift not computed: {type(e).__name__}: {e}"); return None
-    self.status.set(g["drift_status"]); self.share.set(g["drift_share"])
-    for f, v in g["drift_psi"].items(): self.psi.labels(f).set(v)
-    return g

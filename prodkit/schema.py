@@ -5,11 +5,9 @@
 # %% ../nbs/00_schema.ipynb #de5a50d9
 from __future__ import annotations
 import re
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from enum import Enum
-from functools import cache
-from types import UnionType
-from typing import Any, Dict, Optional, Union, get_args, get_origin, get_type_hints
+from typing import Any, Dict, Optional
 
 from omegaconf import MISSING
 
@@ -17,8 +15,7 @@ from omegaconf import MISSING
 __all__ = ['RANGES', 'INTERVAL', 'ranged', 'PathsConfig', 'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec',
            'DataConfig', 'ModelConfig', 'Optimizer', 'Monitor', 'TrainConfig', 'TrackingMode', 'TrackingConfig',
            'JobConfig', 'ParityConfig', 'SpeedConfig', 'ExportConfig', 'GatesConfig', 'RegistryConfig', 'BaselineRule',
-           'BaselineConfig', 'PredictionLogConfig', 'ServeConfig', 'InferConfig', 'DriftConfig', 'ProdkitConfig',
-           'field_types', 'field_doc', 'schema_field', 'key_help']
+           'BaselineConfig', 'PredictionLogConfig', 'ServeConfig', 'InferConfig', 'DriftConfig', 'ProdkitConfig']
 
 # %% ../nbs/00_schema.ipynb #1a0a31e4
 RANGES: dict[type, dict[str, str]] = {}   # schema dataclass -> {numeric field: the interval its values lie in}, filled by `ranged`
@@ -314,44 +311,3 @@ class ProdkitConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)           # production: the online service (prodkit serve)
     drift: DriftConfig = field(default_factory=DriftConfig)           # production: drift thresholds
     job: Optional[JobConfig] = None     # set by `job=<name>`; None when composing without a job
-
-# %% ../nbs/00_schema.ipynb #28fa8644
-def _unwrap(t) -> tuple[Any, bool]:
-    "`Optional[X]` -> (X, True); any other type -> (it, False)"
-    args = [a for a in get_args(t) if a is not type(None)]
-    return (args[0], True) if get_origin(t) in (Union, UnionType) and len(args) == 1 else (t, False)
-
-@cache
-def field_types(cls) -> dict[str, tuple[str, Any, bool]]:
-    "Each field of schema dataclass `cls`: (shape `one`, `list` or `dict`; the type of one value; whether a value may be None)"
-    out = {}
-    for name, t in get_type_hints(cls).items():
-        t, optional = _unwrap(t)
-        shape = {list: "list", dict: "dict"}.get(get_origin(t), "one")
-        if shape != "one": t, optional = _unwrap(get_args(t)[-1])
-        out[name] = (shape, t, optional)
-    return out
-
-@cache
-def _docs(cls) -> dict:
-    from fastcore.docments import docments   # here: the service imports the schema and never needs it
-    return docments(cls)
-
-def field_doc(cls, name: str) -> str:
-    "The trailing comment of field `name` of schema dataclass `cls`"
-    if not (doc := _docs(cls).get(name)): raise ValueError(f"{cls.__name__}.{name} has no comment to show as help")
-    return doc
-
-def schema_field(key: str) -> tuple[type, str]:
-    "The dataclass and field behind a dotted config key: `'serve.log.sample'` -> `(PredictionLogConfig, 'sample')`"
-    cls, *groups, name = ProdkitConfig, *key.split(".")
-    for g in groups:
-        shape, t, _ = field_types(cls).get(g, ("", None, False))
-        if shape != "one" or not is_dataclass(t): raise KeyError(f"{key}: {cls.__name__} has no group {g!r}")
-        cls = t
-    if name not in field_types(cls): raise KeyError(f"{key}: {cls.__name__} has no field {name!r}")
-    return cls, name
-
-def key_help(key: str) -> str:
-    "The help of a command-line option that sets config `key`: the field's comment, then the key"
-    return f"{field_doc(*schema_field(key))} [{key}]"

@@ -90,7 +90,8 @@ def _schema_classes():
     return [c for _, c in inspect.getmembers(schema, is_dataclass) if c.__module__ == schema.__name__]
 
 def test_every_numeric_setting_has_a_range_and_a_comment():
-    from prodkit.schema import RANGES, field_doc, field_types
+    from prodkit.config import field_doc, field_types
+    from prodkit.schema import RANGES
     numeric = [(c, n) for c in _schema_classes() for n, (_, t, _) in field_types(c).items() if t in (int, float)]
     names = {f"{c.__name__}.{n}" for c, n in numeric}   # nested, list- and dict-typed and optional fields are all seen
     assert {"ServeConfig.port", "PredictionLogConfig.sample", "ColumnSpec.min", "ParityConfig.batch_sizes", "ParityConfig.tolerances",
@@ -197,6 +198,7 @@ def test_command_options_are_range_checked_like_overrides(capsys):
 def test_command_help_is_the_schema_comment():
     from click.testing import CliRunner
     from prodkit.cli import cli
-    from prodkit.schema import field_doc, InferConfig
+    from prodkit.config import field_doc
+    from prodkit.schema import InferConfig
     out = " ".join(CliRunner().invoke(cli, ["infer", "--help"], terminal_width=400).output.split())
     assert f"{field_doc(InferConfig, 'chunk_size')} [infer.chunk_size]" in out and f"{field_doc(InferConfig, 'range_margin')} [infer.range_margin]" in out
