@@ -55,12 +55,12 @@ test: install ## fail if prodkit/ or nbs/ is out of sync or unclean, lint, then 
 	$(BIN)/python -m prodkit.hygiene check
 	$(BIN)/ruff check --quiet prodkit tests bench
 	$(BIN)/nbdev-test --n-workers 2
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15   # a file's tests share one worker (and its fixtures)
 
 test-fast: install ## the developer's loop (about a minute): sync + lint, then pytest without the slow tests (no kernels, no training)
 	$(BIN)/python -m prodkit.hygiene check
 	$(BIN)/ruff check --quiet prodkit tests bench
-	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider -n 2
 
 bench: install ## benchmarks in bench/: a table here, JSON in bench/results/
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

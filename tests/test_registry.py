@@ -68,6 +68,7 @@ def test_promote_rollback_sequence(tmp_path, models):
 REL = [{"gate": "accuracy >= production - 0.01", "passed": True, "relative": True, "message": "accuracy = 0.9 >= 0.89"}]
 
 
+@pytest.mark.slow
 def test_a_production_comparison_goes_stale_when_production_moves(tmp_path, models):
     onnx, pt = models
     reg = ModelRegistry(tmp_path/"reg")
@@ -196,6 +197,7 @@ def state(reg):
     return reg.aliases(), [v.version for v in reg.versions()], len(reg.history()), sorted(p.name for p in (reg.path/"blobs").iterdir() if not p.name.startswith("."))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["blob", "commit"])
 def test_kill_9_during_register_leaves_no_half_written_version_or_file(tmp_path, models, stage):
     "New bytes (a fourth model): the process dies while writing its file, or inside the version's transaction"

@@ -38,6 +38,7 @@ def test_same_config_data_and_seed_give_bit_identical_weights_and_metrics(tmp_pa
     assert train(other_cfg, other_split).weights_sha256 != a.weights_sha256
 
 
+@pytest.mark.slow
 def test_default_breast_cancer_config_trains_well(tmp_path):
     cfg, split = setup(tmp_path, "train.progress=false")
     r = train(cfg, split)
@@ -93,6 +94,7 @@ def test_resume_after_sigkill_ends_with_the_weights_of_an_uninterrupted_run(tmp_
     assert weights_sha256(load_model(ck/"best.pt")) == resumed.weights_sha256
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_returns_it_and_more_epochs_continue_it(tmp_path):
     cfg, split = setup(tmp_path, *TINY, "train.patience=0")
     first = train(cfg, split, checkpoint_dir=tmp_path/"ck")
