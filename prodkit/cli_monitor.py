@@ -10,9 +10,6 @@ from pathlib import Path
 import click
 
 from .config import ConfigError, compose, key_help
-from .drift import DriftError
-from .monitor import check_drift
-from .pipeline import run_pipeline
 
 # %% auto #0
 __all__ = ['CHECK_FAILED', 'COMMANDS', 'drift', 'pipeline']
@@ -48,6 +45,8 @@ def drift(reference, current, out, settings, runs_dir, registry, inputs, as_json
     REFERENCE: a registry version or alias, a train run id (prefix) or directory, a reference_stats.json,
     or a CSV/Parquet file. CURRENT: a CSV/Parquet/JSONL file (a batch-inference output too) or a
     prediction-log directory."""
+    from prodkit.drift import DriftError      # here, not at the top: scipy and pandas take 2 s to import, and every
+    from prodkit.monitor import check_drift   # `prodkit` command (`prodkit run` too) loads this module
     try: cfg = compose(overrides=[f"drift.{s}" for s in settings])
     except ConfigError as e: _fail(f"bad drift setting: {e}")
     try:
@@ -80,6 +79,7 @@ def pipeline(name, overrides, force, progress):
 
     Steps identical to a succeeded run are reused, so re-running after a failure resumes at the failed step.
     Exit 0 when all steps succeed, else the failed step's exit code (as `prodkit run`)."""
+    from prodkit.pipeline import run_pipeline
     try: rec = run_pipeline(name, list(overrides), force=force, progress=progress, on_step=_on_step)
     except ConfigError as e:
         click.echo(f"prodkit pipeline: {e}", err=True); click.get_current_context().exit(2)

@@ -126,3 +126,9 @@ def test_readme_lists_every_library_notebook_in_order():
 def test_make_demo_prints_the_registry_after_the_pipeline():
     cmds = [line.split("/prodkit ", 1)[1] for line in run("make", "-n", "demo", check=True).stdout.splitlines() if line.startswith(".venv/bin/prodkit ")]
     assert cmds == ["pipeline demo", "registry list"]
+
+def test_the_cli_starts_without_the_heavy_libraries():
+    "Every `prodkit` command loads prodkit.cli: scipy, pandas and torch come only with the commands that use them (they cost ~2 s)"
+    import subprocess, sys
+    code = "import sys, prodkit.cli; print(sorted(m for m in ('scipy', 'pandas', 'torch', 'pandera', 'onnxruntime') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
