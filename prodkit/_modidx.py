@@ -523,6 +523,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'prodkit.schema.TrackingConfig': ('schema.html#trackingconfig', 'prodkit/schema.py'),
                                 'prodkit.schema.TrackingMode': ('schema.html#trackingmode', 'prodkit/schema.py'),
                                 'prodkit.schema.TrainConfig': ('schema.html#trainconfig', 'prodkit/schema.py'),
+                                'prodkit.schema.range_of': ('schema.html#range_of', 'prodkit/schema.py'),
                                 'prodkit.schema.ranged': ('schema.html#ranged', 'prodkit/schema.py')},
             'prodkit.serve': { 'prodkit.serve.Answer': ('serve.html#answer', 'prodkit/serve.py'),
                                'prodkit.serve.Baseline': ('serve.html#baseline', 'prodkit/serve.py'),

@@ -23,7 +23,7 @@ from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .schema import INTERVAL, RANGES, ProdkitConfig
+from .schema import INTERVAL, ProdkitConfig, range_of
 
 # %% auto #0
 __all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'GATE_METRICS', 'GATE_OPS', 'JOB_NAME', 'ConfigError', 'project_root',
@@ -215,7 +215,7 @@ def key_help(key: str) -> str:
 def _finite(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 def in_range(v, interval: str, integer: bool = False) -> bool:
-    "Whether `v` is a finite number (an int if `integer`) in `interval`, written as in `prodkit.schema.RANGES`"
+    "Whether `v` is a finite number (an int if `integer`) in `interval`, written as `prodkit.schema.ranged` declares it"
     whole, left, lo, hi, right = INTERVAL.fullmatch(interval).groups()
     if not _finite(v) or (integer and not isinstance(v, int)) or (whole and v != int(v)): return False
     lo, hi = float(lo), float(hi)
@@ -239,14 +239,14 @@ JOB_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 def _out_of_range(key: str, v, cls: type, name: str) -> ConfigError:
     "The error for number `v` of `key` outside its range: what it must be, and what the key means"
-    interval, (_, t, optional) = RANGES[cls][name], field_types(cls)[name]
+    interval, (_, t, optional) = range_of(cls, name), field_types(cls)[name]
     kind = "an integer" if t is int else "a whole number" if interval.startswith("whole") else "a number"
     return ConfigError(f"{key}={v}: must be {kind} in {interval.removeprefix('whole ')}{' or null' if optional else ''} ({field_doc(cls, name)})")
 
 def check_ranges(cfg: DictConfig) -> None:
-    "Raise `ConfigError` for the first number outside its range (`prodkit.schema.RANGES`), limits across keys or a bad job name"
+    "Raise `ConfigError` for the first number outside its range (declared in `prodkit.schema`), limits across keys or a bad job name"
     for key, v, cls, name in numbers(cfg):
-        if not in_range(v, RANGES[cls][name], integer=field_types(cls)[name][1] is int): raise _out_of_range(key, v, cls, name)
+        if not in_range(v, range_of(cls, name), integer=field_types(cls)[name][1] is int): raise _out_of_range(key, v, cls, name)
     if (n := OmegaConf.select(cfg, "data.val_fraction", default=0) + OmegaConf.select(cfg, "data.test_fraction", default=0)) >= 1:
         raise ConfigError(f"data.val_fraction + data.test_fraction = {n:g}: must be below 1, or no rows are left to train on")
     if (shard := OmegaConf.select(cfg, "infer.shard", default=0)) >= (shards := OmegaConf.select(cfg, "infer.shards", default=1)):

@@ -4,32 +4,32 @@
 
 # %% ../nbs/00_schema.ipynb #de5a50d9
 from __future__ import annotations
+import copy
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Dict, Optional
 
 from omegaconf import MISSING
 
 # %% auto #0
-__all__ = ['RANGES', 'INTERVAL', 'ranged', 'PathsConfig', 'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec',
+__all__ = ['INTERVAL', 'ranged', 'range_of', 'PathsConfig', 'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec',
            'DataConfig', 'ModelConfig', 'Optimizer', 'Monitor', 'TrainConfig', 'TrackingMode', 'TrackingConfig',
            'JobConfig', 'ParityConfig', 'SpeedConfig', 'ExportConfig', 'GatesConfig', 'RegistryConfig', 'BaselineRule',
            'BaselineConfig', 'PredictionLogConfig', 'ServeConfig', 'InferConfig', 'DriftConfig', 'ProdkitConfig']
 
 # %% ../nbs/00_schema.ipynb #1a0a31e4
-RANGES: dict[type, dict[str, str]] = {}   # schema dataclass -> {numeric field: the interval its values lie in}, filled by `ranged`
 INTERVAL = re.compile(r"(whole )?([\[(])(-inf|-?[\d.]+(?:e[+-]?\d+)?), (inf|-?[\d.]+(?:e[+-]?\d+)?)([\])])")  # `[1, 65535]`, `(0, 1]`, `whole [1, inf)`
 
-def ranged(**intervals: str):
-    "Class decorator: the interval each numeric field of a schema dataclass lies in, e.g. `@ranged(port='[1, 65535]')`"
-    def record(cls):
-        names = {f.name for f in fields(cls)}
-        if bad := [f"{k}={v!r}" for k, v in intervals.items() if k not in names or not INTERVAL.fullmatch(v)]:
-            raise TypeError(f"@ranged on {cls.__name__}: not a field, or not an interval: {', '.join(bad)}")
-        RANGES[cls] = intervals
-        return cls
-    return record
+def ranged(default, interval: str):
+    "A dataclass field: its default and the interval its values lie in, e.g. `port: int = ranged(8000, '[1, 65535]')`"
+    if not INTERVAL.fullmatch(interval): raise TypeError(f"ranged({default!r}, {interval!r}): not an interval; write e.g. '[1, 65535]', '(0, 1]', 'whole [1, inf)'")
+    if isinstance(default, (list, dict)): return field(default_factory=lambda: copy.deepcopy(default), metadata={"range": interval})
+    return field(default=default, metadata={"range": interval})
+
+def range_of(cls, name: str) -> str | None:
+    "The interval declared for field `name` of schema dataclass `cls` (None: it declares none)"
+    return cls.__dataclass_fields__[name].metadata.get("range")
 
 # %% ../nbs/00_schema.ipynb #7a1edd72
 @dataclass
@@ -51,59 +51,54 @@ class OutlierAction(str, Enum):
     clip = "clip"              # clip the values to the rule's bounds
     quarantine = "quarantine"  # move the rows to a side file
 
-@ranged(threshold="(0, inf)")
 @dataclass
 class OutlierConfig:
     rule: OutlierRule = OutlierRule.robust_z  # robust_z, iqr or none
-    threshold: float = 6.0                    # robust z-score, or IQR multiple
+    threshold: float = ranged(6.0, "(0, inf)")  # robust z-score, or IQR multiple
     action: OutlierAction = OutlierAction.keep  # keep, clip or quarantine
     quarantine_path: str | None = None        # side file for quarantined rows; None: `<data file>.quarantine.csv`
 
 # %% ../nbs/00_schema.ipynb #b13dc596
-@ranged(min="(-inf, inf)", max="(-inf, inf)")
 @dataclass
 class ColumnSpec:
     name: str = MISSING           # column name (a regular expression when `regex`)
     dtype: str = "float64"        # pandas dtype as read from the file: float64, int64, str
-    min: float | None = None      # smallest allowed value
-    max: float | None = None      # largest allowed value
+    min: float | None = ranged(None, "(-inf, inf)")  # smallest allowed value
+    max: float | None = ranged(None, "(-inf, inf)")  # largest allowed value
     isin: list | None = None      # allowed values (labels, categories)
     nullable: bool = False        # whether missing values are allowed
     regex: bool = False           # `name` matches several columns, e.g. `pixel_\\d_\\d`
     pii: bool = False             # personal data: hashed or left out of prediction logs
 
-@ranged(val_fraction="(0, 1)", test_fraction="(0, 1)", input_shape="[1, inf)", segment_bins="(-inf, inf)",
-        n_rows="[1, inf)", n_features="[1, inf)", generator_seed="[0, 4294967295]")
 @dataclass
 class DataConfig:
     name: str = MISSING                 # dataset name, e.g. breast_cancer
     path: str = MISSING                 # the file the pipeline reads
     source: str | None = None           # creates `path` on first use: sklearn:breast_cancer, sklearn:digits, synthetic; None: it must exist
     target: str = "target"              # label column, class indices 0..k-1
-    val_fraction: float = 0.2           # share of rows for validation
-    test_fraction: float = 0.2          # share of rows for the final test
+    val_fraction: float = ranged(0.2, "(0, 1)")  # share of rows for validation
+    test_fraction: float = ranged(0.2, "(0, 1)")  # share of rows for the final test
     stratify: bool = True               # keep the label distribution equal across the split
     columns: list[ColumnSpec] = field(default_factory=list)  # the declared schema, checked on every load
     strict: bool = True                 # a column the schema does not declare is an error
     exclude: list[str] = field(default_factory=list)  # columns that are not model inputs (ids, segment labels)
-    input_shape: list[int] | None = None  # shape of one example, e.g. [1, 8, 8]; None: a flat vector
+    input_shape: list[int] | None = ranged(None, "[1, inf)")  # shape of one example, e.g. [1, 8, 8]; None: a flat vector
     segment: str | None = None          # column for per-segment metrics (a simple bias audit); None: no audit
-    segment_bins: list[float] | None = None  # bin edges when `segment` is numeric
+    segment_bins: list[float] | None = ranged(None, "(-inf, inf)")  # bin edges when `segment` is numeric
     outliers: OutlierConfig = field(default_factory=OutlierConfig)
-    n_rows: int | None = None           # synthetic: rows to generate
-    n_features: int | None = None       # synthetic: feature columns to generate
-    generator_seed: int = 0             # synthetic: seed of the generator (not the training seed)
+    n_rows: int | None = ranged(None, "[1, inf)")  # synthetic: rows to generate
+    n_features: int | None = ranged(None, "[1, inf)")  # synthetic: feature columns to generate
+    generator_seed: int = ranged(0, "[0, 4294967295]")  # synthetic: seed of the generator (not the training seed)
     feedback: str | None = None         # a feedback dataset (production rows with late labels) trained on alongside `path`
 
 # %% ../nbs/00_schema.ipynb #b7ca2195
-@ranged(hidden="[1, inf)", dropout="[0, 1)", channels="[1, inf)", kernel_size="[1, inf)")
 @dataclass
 class ModelConfig:
     name: str = MISSING                                  # architecture: mlp or cnn
-    hidden: list[int] = field(default_factory=lambda: [64, 32])  # hidden layer sizes (cnn: after the convolutions)
-    dropout: float = 0.1                                 # dropout probability
-    channels: list[int] = field(default_factory=lambda: [16, 32])  # cnn: output channels of each convolution block
-    kernel_size: int = 3                                 # cnn: convolution kernel size
+    hidden: list[int] = ranged([64, 32], "[1, inf)")  # hidden layer sizes (cnn: after the convolutions)
+    dropout: float = ranged(0.1, "[0, 1)")  # dropout probability
+    channels: list[int] = ranged([16, 32], "[1, inf)")  # cnn: output channels of each convolution block
+    kernel_size: int = ranged(3, "[1, inf)")  # cnn: convolution kernel size
 
 # %% ../nbs/00_schema.ipynb #7c0d3ddb
 class Optimizer(str, Enum):
@@ -117,21 +112,19 @@ class Monitor(str, Enum):
     val_loss = "val_loss"          # lower is better
     val_accuracy = "val_accuracy"  # higher is better
 
-@ranged(epochs="[1, inf)", batch_size="[1, inf)", lr="(0, inf)", patience="[0, inf)", weight_decay="[0, inf)",
-        min_delta="[0, inf)", threads="[1, inf)", divergence_factor="(1, inf)")
 @dataclass
 class TrainConfig:
-    epochs: int = 30          # maximum epochs
-    batch_size: int = 64      # rows per step
-    lr: float = 1e-3          # learning rate
-    patience: int = 5         # epochs without improvement before early stopping; 0: never stop early
+    epochs: int = ranged(30, "[1, inf)")  # maximum epochs
+    batch_size: int = ranged(64, "[1, inf)")  # rows per step
+    lr: float = ranged(1e-3, "(0, inf)")  # learning rate
+    patience: int = ranged(5, "[0, inf)")  # epochs without improvement before early stopping; 0: never stop early
     optimizer: Optimizer = Optimizer.adam  # adam, adamw or sgd
-    weight_decay: float = 0.0  # L2 penalty
+    weight_decay: float = ranged(0.0, "[0, inf)")  # L2 penalty
     monitor: Monitor = Monitor.val_loss  # val_loss or val_accuracy
-    min_delta: float = 0.0    # smallest change of `monitor` that counts as an improvement
-    threads: int = 1          # torch CPU threads; fixed so results are bit-identical across machines
+    min_delta: float = ranged(0.0, "[0, inf)")  # smallest change of `monitor` that counts as an improvement
+    threads: int = ranged(1, "[1, inf)")  # torch CPU threads; fixed so results are bit-identical across machines
     progress: bool = True     # show a progress bar
-    divergence_factor: Optional[float] = 1000.0  # fail when a batch loss exceeds this many times the lowest so far (at least 0.01); None: NaN/inf only
+    divergence_factor: Optional[float] = ranged(1000.0, "(1, inf)")  # fail when a batch loss exceeds this many times the lowest so far (at least 0.01); None: NaN/inf only
     resume_from: Optional[str] = None  # an interrupted run's directory: its checkpoint is copied in and training continues
 
 # %% ../nbs/00_schema.ipynb #2605ddfd
@@ -149,38 +142,34 @@ class TrackingConfig:
     tags: list[str] = field(default_factory=list)  # wandb run tags
 
 # %% ../nbs/00_schema.ipynb #87a176ef
-@ranged(cell_timeout="whole [1, inf)", start_retries="[0, 100]")
 @dataclass
 class JobConfig:
     name: str = MISSING                 # runs go to runs/<name>/
     notebook: str = MISSING             # the job's notebook, relative to the project root
-    cell_timeout: Optional[float] = 600  # seconds one cell may run; None: no limit
-    start_retries: int = 2              # kernel-start retries (cell failures are never retried)
+    cell_timeout: Optional[float] = ranged(600, "whole [1, inf)")  # seconds one cell may run; None: no limit
+    start_retries: int = ranged(2, "[0, 100]")  # kernel-start retries (cell failures are never retried)
     kernel: Optional[str] = None        # kernel name; None: `prodkit` if registered, else python3
     params: Dict[str, Any] = field(default_factory=dict)  # free-form parameters of this job
 
 # %% ../nbs/00_schema.ipynb #1ee3ce9d
-@ranged(batch_sizes="[1, inf)", tolerances="[0, inf)")
 @dataclass
 class ParityConfig:
-    batch_sizes: list[Optional[int]] = field(default_factory=lambda: [1, 7, 256, None])  # batch sizes compared; None: the whole test set
-    tolerances: Dict[str, float] = field(default_factory=lambda: {"probabilities": 1e-5, "logits": 1e-4})  # max |onnx - torch| per output
+    batch_sizes: list[Optional[int]] = ranged([1, 7, 256, None], "[1, inf)")  # batch sizes compared; None: the whole test set
+    tolerances: Dict[str, float] = ranged({"probabilities": 1e-5, "logits": 1e-4}, "[0, inf)")  # max |onnx - torch| per output
 
-@ranged(batch_sizes="[1, inf)", warmup="[0, inf)", repeats="[1, inf)", budget_s="(0, inf)")
 @dataclass
 class SpeedConfig:
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 256])  # batch sizes timed
-    warmup: int = 20          # untimed calls first
-    repeats: int = 200        # timed calls (at most)
-    budget_s: float = 1.0     # stop timing one setting after this many seconds
+    batch_sizes: list[int] = ranged([1, 256], "[1, inf)")  # batch sizes timed
+    warmup: int = ranged(20, "[0, inf)")  # untimed calls first
+    repeats: int = ranged(200, "[1, inf)")  # timed calls (at most)
+    budget_s: float = ranged(1.0, "(0, inf)")  # stop timing one setting after this many seconds
 
-@ranged(opset="[7, 30]", example_batch="[1, inf)")
 @dataclass
 class ExportConfig:
     dynamo: bool = True        # the torch.export-based exporter; false: the legacy TorchScript one (faster to export)
-    opset: int = 20            # ONNX opset
+    opset: int = ranged(20, "[7, 30]")  # ONNX opset
     batch_axis: str = "batch"  # name of the dynamic batch dimension
-    example_batch: int = 2     # rows of the traced example (parity checks other sizes)
+    example_batch: int = ranged(2, "[1, inf)")  # rows of the traced example (parity checks other sizes)
     full_check: bool = True    # onnx.checker with shape inference
     parity: ParityConfig = field(default_factory=ParityConfig)  # onnxruntime against torch eager on the test rows
     speed: SpeedConfig = field(default_factory=SpeedConfig)     # latency and throughput in the release report
@@ -204,41 +193,34 @@ class RegistryConfig:
     promote: bool = True       # the release job promotes a version that passes its gates
 
 # %% ../nbs/00_schema.ipynb #2f9aa3ec
-@ranged(above="(-inf, inf)")
 @dataclass
 class BaselineRule:
     feature: str = MISSING        # a model feature
-    above: float = MISSING        # the rule fires when the feature's value is above this
+    above: float = ranged(MISSING, "(-inf, inf)")  # the rule fires when the feature's value is above this
     label: str = MISSING          # the label it then answers
 
-@ranged(confidence="(0, 1]")
 @dataclass
 class BaselineConfig:
     rules: list[BaselineRule] = field(default_factory=list)  # tried in order; the first that fires answers
     default: str = "0"            # the label when no rule fires
-    confidence: float = 0.6       # the probability the baseline gives its label (the rest is spread over the others)
+    confidence: float = ranged(0.6, "(0, 1]")  # the probability the baseline gives its label (the rest is spread over the others)
 
 # %% ../nbs/00_schema.ipynb #b5d67cfb
-@ranged(sample="[0, 1]", batch_size="[1, inf)", flush_seconds="[0, inf)", keep_files="[1, inf)", drift_window="[1, inf)",
-        drift_seconds="[0, inf)")
 @dataclass
 class PredictionLogConfig:
     enabled: bool = False         # log a sample of the answered requests (inputs, prediction, confidence, version, time)
     dir: Optional[str] = MISSING  # the log's directory (conf/serve: `${paths.runs_dir}/prediction_log`)
     format: str = "jsonl"         # jsonl (appended per batch, rotated) or parquet (a file per batch)
-    sample: float = 0.1           # share of requests logged (decided by the request id)
-    batch_size: int = 200         # rows per write: a crash loses at most this many
-    flush_seconds: float = 5.0    # rows waiting longer than this are written by the poll loop
-    keep_files: Optional[int] = 500  # older log files beyond this many are deleted; None: keep all
+    sample: float = ranged(0.1, "[0, 1]")  # share of requests logged (decided by the request id)
+    batch_size: int = ranged(200, "[1, inf)")  # rows per write: a crash loses at most this many
+    flush_seconds: float = ranged(5.0, "[0, inf)")  # rows waiting longer than this are written by the poll loop
+    keep_files: Optional[int] = ranged(500, "[1, inf)")  # older log files beyond this many are deleted; None: keep all
     pii: Optional[list[str]] = None  # columns hashed or dropped; None: the data schema's `pii: true` columns
     pii_mode: str = "hash"        # hash (salted: `$PRODKIT_PII_SALT`) or drop
-    drift_window: int = 1000      # /metrics drift: the newest this many logged rows ...
-    drift_seconds: float = 30.0   # ... recomputed this often (in the poll loop)
+    drift_window: int = ranged(1000, "[1, inf)")  # /metrics drift: the newest this many logged rows ...
+    drift_seconds: float = ranged(30.0, "[0, inf)")  # ... recomputed this often (in the poll loop)
 
 # %% ../nbs/00_schema.ipynb #945f17f0
-@ranged(port="[1, 65535]", workers="[1, inf)", poll_seconds="(0, inf)", max_batch="[1, inf)", max_body_bytes="[1, inf)",
-        range_margin="[0, inf)", confidence_threshold="[0, 1]", canary_share="[0, 1]", graceful_seconds="[0, inf)",
-        healthcheck_seconds="(0, inf)")
 @dataclass
 class ServeConfig:
     registry: str = MISSING       # the model registry directory (registry.db + blobs/)
@@ -247,58 +229,54 @@ class ServeConfig:
     fallback_ref: Optional[str] = "previous"  # served when `ref` cannot load or fails its hash check; None: no fallback model
     on_no_model: str = "baseline"  # when no model loads: `baseline` answers, or `unready` (503, /v2/health/ready false)
     host: str = "127.0.0.1"       # bind address
-    port: int = 8000              # bind port
-    workers: int = 1              # uvicorn worker processes
-    poll_seconds: float = 2.0     # how often the registry's aliases are checked for a promotion or rollback
-    max_batch: int = 1024         # most records or rows in one request
-    max_body_bytes: int = 1048576  # largest request body
-    range_margin: Optional[float] = None  # refuse values outside the training range by more than this share of its width; None: off
-    confidence_threshold: float = 0.0  # predictions below it are flagged `low_confidence`; 0: off
+    port: int = ranged(8000, "[1, 65535]")  # bind port
+    workers: int = ranged(1, "[1, inf)")  # uvicorn worker processes
+    poll_seconds: float = ranged(2.0, "(0, inf)")  # how often the registry's aliases are checked for a promotion or rollback
+    max_batch: int = ranged(1024, "[1, inf)")  # most records or rows in one request
+    max_body_bytes: int = ranged(1048576, "[1, inf)")  # largest request body
+    range_margin: Optional[float] = ranged(None, "[0, inf)")  # refuse values outside the training range by more than this share of its width; None: off
+    confidence_threshold: float = ranged(0.0, "[0, 1]")  # predictions below it are flagged `low_confidence`; 0: off
     low_confidence: str = "flag"  # `flag` only, or `baseline`: the baseline answers instead
-    canary_share: float = 0.0     # share of requests answered by `canary_ref` (0: no canary)
+    canary_share: float = ranged(0.0, "[0, 1]")  # share of requests answered by `canary_ref` (0: no canary)
     canary_ref: str = "candidate" # the canary's registry alias
-    graceful_seconds: float = 10.0  # on SIGTERM, how long requests in flight may take to finish
-    healthcheck_seconds: float = 30.0  # with several workers: how long one may take to answer its supervisor's ping before it is restarted
+    graceful_seconds: float = ranged(10.0, "[0, inf)")  # on SIGTERM, how long requests in flight may take to finish
+    healthcheck_seconds: float = ranged(30.0, "(0, inf)")  # with several workers: how long one may take to answer its supervisor's ping before it is restarted
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     log: PredictionLogConfig = field(default_factory=PredictionLogConfig)
 
 # %% ../nbs/00_schema.ipynb #fdd7326e
-@ranged(chunk_size="[1, inf)", range_margin="[0, inf)", max_bad_share="[0, 1]", shard="[0, inf)", shards="[1, inf)")
 @dataclass
 class InferConfig:
     input: Optional[str] = None   # the CSV or Parquet file to score (relative: from the project root)
     output: Optional[str] = None  # predictions: .csv or .parquet (relative: from the project root)
     model: str = "production"     # a registry alias or version, or a path to an .onnx file
     registry: str = MISSING       # the model registry directory
-    chunk_size: int = 65536       # rows per chunk: bounds memory
-    range_margin: Optional[float] = 0.5  # allowed distance outside the training range, as a share of its width; None: off
-    max_bad_share: float = 0.01   # the run fails if more than this share of rows is invalid
-    shard: int = 0                # this job's shard, from 0 (sweep it: infer.shard=0,1,2,3)
-    shards: int = 1               # how many shards the input is split into
+    chunk_size: int = ranged(65536, "[1, inf)")  # rows per chunk: bounds memory
+    range_margin: Optional[float] = ranged(0.5, "[0, inf)")  # allowed distance outside the training range, as a share of its width; None: off
+    max_bad_share: float = ranged(0.01, "[0, 1]")  # the run fails if more than this share of rows is invalid
+    shard: int = ranged(0, "[0, inf)")  # this job's shard, from 0 (sweep it: infer.shard=0,1,2,3)
+    shards: int = ranged(1, "[1, inf)")  # how many shards the input is split into
     progress: bool = True         # progress bar with rows/s
 
 # %% ../nbs/00_schema.ipynb #0b9d4e50
-@ranged(psi_warn="(0, inf)", psi_alert="(0, inf)", distance="(0, inf)", p_value="(0, 1]", missing_warn="(0, 1]",
-        missing_alert="(0, 1]", dataset_share="(0, 1]", smoothing="(0, inf)", min_rows="[1, inf)", max_plots="[0, inf)")
 @dataclass
 class DriftConfig:
-    psi_warn: float = 0.1        # population stability index at or above this: the feature drifts (warn)
-    psi_alert: float = 0.25      # PSI at or above this: alert
-    distance: float = 0.1        # normalized Wasserstein (numeric) or Jensen-Shannon distance (categorical) at or above this, with p < `p_value`: warn
-    p_value: float = 0.05        # a test's p-value counts only together with a distance over `distance`
-    missing_warn: float = 0.05   # change in the share of missing values at or above this: warn
-    missing_alert: float = 0.2   # change in the share of missing values at or above this: alert
-    dataset_share: float = 0.3   # dataset drift (alert) when at least this share of the features drift
-    smoothing: float = 0.5       # added to every bin's count, so an empty bin never gives 0 or inf
-    min_rows: int = 30           # fewer current rows than this: no tests on a feature (reported)
+    psi_warn: float = ranged(0.1, "(0, inf)")  # population stability index at or above this: the feature drifts (warn)
+    psi_alert: float = ranged(0.25, "(0, inf)")  # PSI at or above this: alert
+    distance: float = ranged(0.1, "(0, inf)")  # normalized Wasserstein (numeric) or Jensen-Shannon distance (categorical) at or above this, with p < `p_value`: warn
+    p_value: float = ranged(0.05, "(0, 1]")  # a test's p-value counts only together with a distance over `distance`
+    missing_warn: float = ranged(0.05, "(0, 1]")  # change in the share of missing values at or above this: warn
+    missing_alert: float = ranged(0.2, "(0, 1]")  # change in the share of missing values at or above this: alert
+    dataset_share: float = ranged(0.3, "(0, 1]")  # dataset drift (alert) when at least this share of the features drift
+    smoothing: float = ranged(0.5, "(0, inf)")  # added to every bin's count, so an empty bin never gives 0 or inf
+    min_rows: int = ranged(30, "[1, inf)")  # fewer current rows than this: no tests on a feature (reported)
     features: Optional[list[str]] = None  # the features to compare; None: every column of the reference
-    max_plots: int = 40          # plots in the HTML report (drifted features first)
+    max_plots: int = ranged(40, "[0, inf)")  # plots in the HTML report (drifted features first)
 
 # %% ../nbs/00_schema.ipynb #3cb061a4
-@ranged(seed="[0, 4294967295]")
 @dataclass
 class ProdkitConfig:
-    seed: int = 0                 # the one seed of a run: the split, the initial weights, the batch order
+    seed: int = ranged(0, "[0, 4294967295]")  # the one seed of a run: the split, the initial weights, the batch order
     paths: PathsConfig = field(default_factory=PathsConfig)           # where the project, its data and its runs live
     data: DataConfig = field(default_factory=DataConfig)              # research: the dataset and its declared columns
     model: ModelConfig = field(default_factory=ModelConfig)           # research: the architecture

@@ -91,13 +91,13 @@ def _schema_classes():
 
 def test_every_numeric_setting_has_a_range_and_a_comment():
     from prodkit.config import field_doc, field_types
-    from prodkit.schema import RANGES
+    from prodkit.schema import range_of
     numeric = [(c, n) for c in _schema_classes() for n, (_, t, _) in field_types(c).items() if t in (int, float)]
     names = {f"{c.__name__}.{n}" for c, n in numeric}   # nested, list- and dict-typed and optional fields are all seen
     assert {"ServeConfig.port", "PredictionLogConfig.sample", "ColumnSpec.min", "ParityConfig.batch_sizes", "ParityConfig.tolerances",
             "JobConfig.cell_timeout", "ProdkitConfig.seed"} <= names and len(names) >= 60
-    missing = [f"{c.__name__}.{n}" for c, n in numeric if n not in RANGES.get(c, {})]
-    assert not missing, f"numeric settings without a range (declare it in the @ranged above the class): {missing}"
+    missing = [f"{c.__name__}.{n}" for c, n in numeric if range_of(c, n) is None]
+    assert not missing, f"numeric settings without a range (declare it with its default: ranged(default, interval)): {missing}"
     assert all(field_doc(c, n) for c, n in numeric)   # the error message and --help show it
 
 @pytest.mark.parametrize("override, message", [
