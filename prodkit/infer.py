@@ -14,7 +14,7 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['META_KEY', 'META_FORMAT', 'F32_MAX', 'NUMERIC', 'InferenceError', 'InputError', 'ModelSchema', 'session_options',
-           'OnnxModel', 'check_frame', 'records_to_array', 'check_array', 'v2_array', 'prediction_frame']
+           'OnnxModel', 'check_frame', 'check_array', 'records_to_array', 'v2_array', 'prediction_frame']
 
 # %% ../nbs/40_infer.ipynb #c6e3b680
 class InferenceError(ValueError):
@@ -128,6 +128,23 @@ def _join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if both.any(): out[both] = [f"{u}; {v}" for u, v in zip(a[both], b[both])]
     return out
 
+# %% ../nbs/40_infer.ipynb #c4ec0a02
+def check_array(x: np.ndarray, schema: ModelSchema, margin: float | None = None) -> np.ndarray:
+    "float32 `x` after checking shape, NaN/inf and (if `margin` is set) training ranges; `InputError` names row and feature"
+    if x.ndim != 2 or x.shape[1] != schema.n_features: raise InputError(f"shape {list(x.shape)}: the model takes [batch, {schema.n_features}]")
+    if x.shape[0] == 0: raise InputError("empty batch: send at least one row")
+    ok = np.abs(x) <= F32_MAX   # one pass: False for NaN, inf and anything float32 cannot hold
+    if margin is not None:
+        w = margin * (schema.hi - schema.lo)
+        ok &= (x >= schema.lo - w) & (x <= schema.hi + w)
+    if not ok.all():
+        bad = ~ok
+        i, j = map(int, np.argwhere(bad)[0]); v = x[i, j]
+        what = ("NaN" if math.isnan(v) else "inf" if math.isinf(v) else f"{v:.6g}, beyond float32's range (±3.4e38)" if abs(v) > F32_MAX
+                else f"{v:.6g}, outside the training range [{schema.lo[j]:.6g}, {schema.hi[j]:.6g}] + margin {margin:g}")
+        raise InputError(f"row {i}: feature '{schema.features[j]}' is {what} ({int(bad.sum())} bad value(s) in all)")
+    return x.astype(np.float32)
+
 # %% ../nbs/40_infer.ipynb #7b34cdae
 _NUMBER_TYPES = frozenset((int, float))   # what JSON numbers parse to; `bool` is not among them (though a subclass of int)
 def _number(v) -> bool: return type(v) in _NUMBER_TYPES
@@ -157,22 +174,6 @@ def records_to_array(records, schema: ModelSchema, max_batch: int | None = None,
         i, f = next((i, f) for i, row in enumerate(rows) for f, v in zip(feats, row) if isinstance(v, int) and abs(v) > F32_MAX)
         raise InputError(f"record {i}: feature '{f}' is an integer of {len(str(abs(records[i][f])))} digits, beyond float32's range (±3.4e38)") from None
     return check_array(x, schema, margin)
-
-def check_array(x: np.ndarray, schema: ModelSchema, margin: float | None = None) -> np.ndarray:
-    "float32 `x` after checking shape, NaN/inf and (if `margin` is set) training ranges; `InputError` names row and feature"
-    if x.ndim != 2 or x.shape[1] != schema.n_features: raise InputError(f"shape {list(x.shape)}: the model takes [batch, {schema.n_features}]")
-    if x.shape[0] == 0: raise InputError("empty batch: send at least one row")
-    ok = np.abs(x) <= F32_MAX   # one pass: False for NaN, inf and anything float32 cannot hold
-    if margin is not None:
-        w = margin * (schema.hi - schema.lo)
-        ok &= (x >= schema.lo - w) & (x <= schema.hi + w)
-    if not ok.all():
-        bad = ~ok
-        i, j = map(int, np.argwhere(bad)[0]); v = x[i, j]
-        what = ("NaN" if math.isnan(v) else "inf" if math.isinf(v) else f"{v:.6g}, beyond float32's range (±3.4e38)" if abs(v) > F32_MAX
-                else f"{v:.6g}, outside the training range [{schema.lo[j]:.6g}, {schema.hi[j]:.6g}] + margin {margin:g}")
-        raise InputError(f"row {i}: feature '{schema.features[j]}' is {what} ({int(bad.sum())} bad value(s) in all)")
-    return x.astype(np.float32)
 
 # %% ../nbs/40_infer.ipynb #bc0d97e3
 NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}

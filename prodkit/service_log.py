@@ -4,26 +4,25 @@
 
 # %% ../nbs/44_service_log.ipynb #a1c0e003
 from __future__ import annotations
+import logging
 import math
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from fastcore.basics import patch
+from prometheus_client import Counter, Gauge
 
 from .prediction_log import PredictionLog, drift_gauges, log_files, recent_drift, without_columns
+
+_log = logging.getLogger("prodkit.serve")
+MAX_BEHIND = 10   # while the writer is busy, rows wait in memory: up to this many batches (at least 10,000 rows), then dropped
 
 # %% auto #0
 __all__ = ['MAX_BEHIND', 'ServiceLog']
 
 # %% ../nbs/44_service_log.ipynb #a89439df
-import logging
-from concurrent.futures import ThreadPoolExecutor
-from prometheus_client import Counter, Gauge
-
-_log = logging.getLogger("prodkit.serve")
-MAX_BEHIND = 10   # while the writer is busy, rows wait in memory: up to this many batches (at least 10,000 rows), then dropped
-
 class ServiceLog:
     "The online service's prediction log: rows queued on the event loop, written by one thread; drift gauges over the recent window"
     def __init__(self, c: dict, registry):  # c: the `serve.log` settings; registry: the service's Prometheus `CollectorRegistry`
