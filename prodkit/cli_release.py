@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .config import ConfigError, compose, key_help
+from .job import hydra_quoted
 from .registry import ModelRegistry, RegistryError
 
 # %% auto #0
@@ -151,7 +152,7 @@ def release(run, overrides, no_promote, quiet):
     try:
         cfg = compose(overrides=overrides)
         rec = find_train_run(run, cfg.paths.runs_dir)
-        ov = [f"job.params.run='{rec.id}'", *overrides, *(["registry.promote=false"] if no_promote else [])]
+        ov = [f"job.params.run={hydra_quoted(rec.id)}", *overrides, *(["registry.promote=false"] if no_promote else [])]
         out = run_job("release", ov, force=True, progress=not quiet)
     except (ConfigError, ReleaseError) as e: _fail(str(e), 2)
     report = Path(out.run_dir)/"release.json"

@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, check_ranges, compose
-from .config import field_doc, key_help, schema_field
+from .config import ConfigError, check_ranges, compose, field_doc, key_help, schema_field
 
 # %% auto #0
 __all__ = ['COMMANDS', 'config_option', 'infer', 'infer_shards', 'serve']

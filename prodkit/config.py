@@ -189,7 +189,7 @@ def field_types(cls) -> dict[str, tuple[str, Any, bool]]:
 
 @cache
 def _docs(cls) -> dict:
-    from fastcore.docments import docments   # here: the service imports the schema and never needs it
+    from fastcore.docments import docments   # here: only help texts and range errors need it
     return docments(cls)
 
 def field_doc(cls, name: str) -> str:

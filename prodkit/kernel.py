@@ -20,7 +20,8 @@ from .runs import ExitCode
 
 # %% auto #0
 __all__ = ['STOP_SIGNALS', 'skip_slow_optional_imports', 'run_papermill', 'remove_stale_connection_files', 'kernel_manager_class',
-           'outcome', 'default_kernel', 'notebook_kernel', 'kernel_environment', 'signals_interrupt']
+           'interrupt_signal', 'outcome', 'default_kernel', 'notebook_kernel', 'kernel_environment',
+           'signals_interrupt']
 
 # %% ../nbs/24_kernel.ipynb #27c0051f
 def skip_slow_optional_imports() -> None:
@@ -126,12 +127,18 @@ def kernel_manager_class():
     return NamedKernelManager
 
 # %% ../nbs/24_kernel.ipynb #8d5a26a9
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)   # besides SIGINT: a scheduler's stop, a closed terminal
+
+def interrupt_signal(e: KeyboardInterrupt) -> signal.Signals:
+    "The signal behind an interrupt: named in its message (`signals_interrupt`'s, or a run's reason), else SIGINT (Ctrl-C raises it bare)"
+    known = {s.name: s for s in (signal.SIGINT, *STOP_SIGNALS)}    # the signals prodkit stops on, nothing else
+    return next((known[w] for w in (w.strip("().,:;") for w in str(e).split()) if w in known), signal.SIGINT)
+
 def outcome(exc: BaseException | None, started: bool, kernel: str, language: str = "python") -> tuple[ExitCode, str | None]:
     "Map how execution ended to an exit code and a reason"
     if exc is None: return ExitCode.OK, None
     name = type(exc).__name__
-    if isinstance(exc, KeyboardInterrupt):   # Ctrl-C raises it bare; `_signals_interrupt` names the signal
-        return ExitCode.INTERRUPTED, f"interrupted by {exc.args[0] if exc.args and str(exc.args[0]).startswith('SIG') else 'SIGINT'}"
+    if isinstance(exc, KeyboardInterrupt): return ExitCode.INTERRUPTED, f"interrupted by {interrupt_signal(exc).name}"
     if name == "PapermillExecutionError": return ExitCode.CELL_FAILED, f"cell In [{exc.exec_count}] raised {exc.ename}: {exc.evalue}"
     if name == "CellTimeoutError": return ExitCode.TIMEOUT, f"cell timed out: {str(exc).splitlines()[0] if str(exc) else name}"
     if name == "DeadKernelError": return ExitCode.KERNEL_DIED, f"kernel died: {exc}"
@@ -163,8 +170,6 @@ def kernel_environment(**kv):
         for k, v in old.items():
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)   # besides SIGINT: a scheduler's stop, a closed terminal
 
 @contextmanager
 def signals_interrupt():

@@ -52,9 +52,8 @@ def load_current(
     frame = read_table(path)
     summary = Path(f"{path}.summary.json")   # a batch output names the file it scored: use it when no `inputs` is given
     if inputs is None and summary.is_file():
-        scored = json.loads(summary.read_text()).get("input")
-        if scored and Path(scored).is_file() and not set(frame.columns) - {"row", "label", "confidence", "model_version"} - {c for c in frame if c.startswith("p_")}:
-            inputs = scored
+        scored = json.loads(summary.read_text()).get("input")   # a batch output holds predictions, never its inputs
+        if scored and Path(scored).is_file(): inputs = scored
     if inputs is not None: frame = with_inputs(frame, read_table(inputs))
     meta = dict(path=str(Path(path).resolve()), kind="prediction log" if Path(path).is_dir() else Path(path).suffix[1:])
     if inputs is not None: meta["inputs"] = str(Path(inputs).resolve())

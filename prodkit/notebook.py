@@ -80,7 +80,8 @@ def failure_banner(nb, reason: str, interrupted: bool = False):
         nb.cells.insert(i, nbformat.v4.new_markdown_cell(f'<span id="prodkit-error"></span>**prodkit: the run {what}.**',
                                                          metadata={"tags": ["prodkit-error"]}))
         link = " [Go to the cell](#prodkit-error)"
-    sentence = reason.rstrip() + ("" if reason.rstrip().endswith((".", "!", "?", "…")) else ".")   # one period, never two
+    sentence = reason.rstrip()
+    if not sentence.endswith((".", "!", "?", "…")): sentence += "."   # one period, never two
     banner = f'<span style="color:red">**prodkit: this run {html.escape(sentence, quote=False)}**{link}</span>'
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(banner, metadata={"tags": ["prodkit-error"]}))
     return nb

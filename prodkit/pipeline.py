@@ -124,8 +124,6 @@ class PipelineRecord:
     def path(self) -> Path: return Path(self.runs_dir)/"_pipelines"/self.name/f"{self.started[:19].replace('-', '').replace(':', '')}Z-{self.id}"
     def save(self) -> Path: return write_json(self.path/"pipeline.json", asdict(self))
 
-
-
 # %% ../nbs/50_pipeline.ipynb #266296e6
 def run_pipeline(
     name: str,                          # a pipeline in conf/pipeline, or a YAML file

@@ -101,7 +101,6 @@ from fastcore.basics import patch
 
 OUTPUT_KEYS = ("prediction", "confidence")
 
-
 @patch
 def log(self: PredictionLog,
         inputs: dict | list[dict],            # one input row, or a request's rows

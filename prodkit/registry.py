@@ -11,9 +11,8 @@ from pathlib import Path
 
 from fastcore.basics import patch
 
-from .store import BlobStore, DirectoryBlobStore, MetadataStore, RegistryError, SqliteStore
+from .store import BlobStore, DirectoryBlobStore, MetadataStore, ModelIntegrityError, RegistryError, SqliteStore  # noqa: F401 (ModelIntegrityError: callers catch it from here)
 from .provenance import utc_now
-from .store import ModelIntegrityError  # noqa: F401 (callers catch it as prodkit.registry.ModelIntegrityError)
 
 # %% auto #0
 __all__ = ['ALIASES', 'ModelVersion', 'default_user', 'ModelRegistry']

@@ -96,8 +96,6 @@ CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT 
     alias TEXT NOT NULL, from_version INTEGER, to_version INTEGER, reason TEXT);
 """
 
-
-
 # %% ../nbs/32_store.ipynb #1b4d73e1
 class SqliteStore:
     "Versions, aliases and the audit trail in one SQLite file (WAL, one transaction per change)"

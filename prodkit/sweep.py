@@ -21,14 +21,14 @@ from .atomic import write_atomic, write_json
 from .config import ConfigError, compose, config_error, hydra_session
 from .params import param_overrides
 from .redact import redact, redact_override, run_secrets
-from .kernel import STOP_SIGNALS, signals_interrupt, skip_slow_optional_imports
+from .kernel import STOP_SIGNALS, interrupt_signal, signals_interrupt, skip_slow_optional_imports
 from .runner import execute
 from .provenance import utc_now
 from .runs import SWEEP_ENV, ExitCode, RunRecord, iter_runs, stamped_name
 
 # %% auto #0
 __all__ = ['SweepResult', 'sweep_task', 'scrub_sweep_dir', 'adopt_orphans', 'stop_descendants', 'signals_ignored',
-           'mark_interrupted', 'signal_of', 'sweep']
+           'mark_interrupted', 'sweep']
 
 # %% ../nbs/26_sweep.ipynb #6d2849a4
 @dataclass
@@ -180,11 +180,6 @@ def _write_summary(sweep_dir: Path, job: str, overrides, results: list[SweepResu
                redacted=False)   # overrides redacted above; metric names like `key_metric` are not secrets
 
 # %% ../nbs/26_sweep.ipynb #c16ad320
-def signal_of(e: KeyboardInterrupt) -> signal.Signals:
-    "The signal behind an interrupt: named in its message (`signals_interrupt`'s, or a run's reason), else SIGINT (Ctrl-C raises it bare)"
-    known = {s.name: s for s in (signal.SIGINT, *STOP_SIGNALS)}    # the signals a sweep stops on, nothing else
-    return next((known[w] for w in (w.strip("().,:;") for w in str(e).split()) if w in known), signal.SIGINT)
-
 def _stopped(sweep_dir: Path, job: str, overrides, sig: signal.Signals, keep: set[int]) -> None:
     "After `sig`: stop every process of the sweep with it (not the children in `keep`), mark its unfinished runs killed, write `sweep.json`"
     why = sig.name
@@ -214,7 +209,7 @@ def sweep(
         with signals_interrupt(): returns = _multirun(job, overrides, force, sweep_dir, params)
     except KeyboardInterrupt as e:
         interrupted = True
-        _stopped(sweep_dir, job, overrides, signal_of(e), keep)
+        _stopped(sweep_dir, job, overrides, interrupt_signal(e), keep)
         raise
     except (HydraException, OmegaConfBaseException) as e:
         shutil.rmtree(sweep_dir, ignore_errors=True)     # nothing ran: leave nothing behind
