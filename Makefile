@@ -52,36 +52,43 @@ export: install ## nbs/*.ipynb -> prodkit/*.py (nbdev-export)
 	$(BIN)/nbdev-export
 
 test: install ## fail if prodkit/ or nbs/ is out of sync or unclean, lint, then nbdev-test and pytest
-	$(BIN)/python -m prodkit.hygiene check
+	$(BIN)/python -m prodkit.cli.hygiene check
 	$(BIN)/ruff check --quiet prodkit tests bench
 	$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15   # a file's tests share one worker (and its fixtures)
 
 test-fast: install ## the developer's loop (about a minute): sync + lint, then pytest without the slow tests (no kernels, no training)
-	$(BIN)/python -m prodkit.hygiene check
+	$(BIN)/python -m prodkit.cli.hygiene check
 	$(BIN)/ruff check --quiet prodkit tests bench
 	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider -n 2
 
 bench: install ## benchmarks in bench/: a table here, JSON in bench/results/
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-# `make notebook NAME=50_scaler` starts nbs/50_scaler.ipynb (module `scaler`); `FROM=path/50_scaler.py` converts a jupytext
-# percent file (creating or updating the notebook). Either way it ends clean and exported, as `make test` wants it.
-NOTEBOOK = $(or $(NAME),$(basename $(notdir $(FROM))))
-MODULE   = $(shell echo '$(NOTEBOOK)' | sed 's/^[0-9]*_//')
-
-notebook: install ## new or updated library notebook, clean and exported: NAME=50_scaler, or FROM=file.py (jupytext percent)
-	@test -n "$(NOTEBOOK)" || { echo "usage: make notebook NAME=50_scaler | make notebook FROM=path/to/50_scaler.py" >&2; exit 2; }
-	@src='$(FROM)'; if [ -z "$$src" ]; then \
-	  test ! -e nbs/$(NOTEBOOK).ipynb || { echo "nbs/$(NOTEBOOK).ipynb exists: edit it, or update it with FROM=file.py" >&2; exit 2; }; \
+# `make notebook NAME=serving/54_cache` starts nbs/serving/54_cache.ipynb (module `prodkit.serving.cache`); `FROM=path/54_cache.py`
+# converts a jupytext percent file into the band its `#| default_exp band.module` line names (creating or updating the notebook).
+# Either way it ends clean and exported, as `make test` wants it.
+notebook: install ## new or updated library notebook, clean and exported: NAME=serving/54_cache, or FROM=file.py (jupytext percent)
+	@set -e; src='$(FROM)'; \
+	if [ -n "$$src" ]; then \
+	  mod=$$(sed -n 's/^#| *default_exp *\([A-Za-z0-9_.]*\).*/\1/p' "$$src" | head -1); \
+	  test -n "$$mod" || { echo "$$src has no '#| default_exp band.module' line" >&2; exit 2; }; \
+	  nb=nbs/$${mod%%.*}/$$(basename "$$src" .py).ipynb; \
+	else \
+	  case '$(NAME)' in */[0-9]*_*) ;; *) echo "usage: make notebook NAME=serving/54_cache | make notebook FROM=path/to/54_cache.py" >&2; exit 2;; esac; \
+	  nb=nbs/$(NAME).ipynb; stem=$$(basename '$(NAME)'); mod=$$(dirname '$(NAME)').$${stem#*_}; \
+	  test ! -e "$$nb" || { echo "$$nb exists: edit it, or update it with FROM=file.py" >&2; exit 2; }; \
 	  src=$$(mktemp --suffix .py); trap 'rm -f "$$src"' EXIT; \
-	  printf '%s\n' '# %% [markdown]' '# # $(MODULE)' '#' '# > One line on what this module is for.' '' \
-	    '# %%' '#| default_exp $(MODULE)' '' '# %%' '#| export' 'from __future__ import annotations' '' \
-	    '# %%' 'from fastcore.test import test_eq' > "$$src"; fi; \
-	$(BIN)/jupytext --quiet --to ipynb --set-kernel prodkit $(if $(wildcard nbs/$(NOTEBOOK).ipynb),--update) -o nbs/$(NOTEBOOK).ipynb "$$src"
-	$(BIN)/nbdev-clean --fname nbs/$(NOTEBOOK).ipynb
-	$(BIN)/nbdev-export
-	@echo "nbs/$(NOTEBOOK).ipynb is clean and exported to prodkit/$(MODULE).py"
+	  printf '%s\n' '# %% [markdown]' "# # $${mod#*.}" '#' '# > One line on what this module is for.' '' \
+	    '# %%' "#| default_exp $$mod" '' '# %%' '#| export' 'from __future__ import annotations' '' \
+	    '# %%' 'from fastcore.test import test_eq' > "$$src"; \
+	fi; \
+	band=$${mod%%.*}; test -d "nbs/$$band" || { echo "no band '$$band': the bands are $$(cd nbs && echo */ | tr -d /)" >&2; exit 2; }; \
+	upd=; test ! -e "$$nb" || upd=--update; \
+	$(BIN)/jupytext --quiet --to ipynb --set-kernel prodkit $$upd -o "$$nb" "$$src"; \
+	$(BIN)/nbdev-clean --fname "$$nb"; \
+	$(BIN)/nbdev-export; \
+	echo "$$nb is clean and exported to prodkit/$$(echo $$mod | tr . /).py"
 
 lab: install ## JupyterLab on 127.0.0.1 with the `prodkit` kernel
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,)

@@ -9,7 +9,7 @@ ROWS, FEATURES, HEADROOM_MB = int(os.environ.get("ROWS", 1_200_000)), 30, int(os
 ROOT = Path(__file__).resolve().parent.parent
 CHILD = """
 import json, resource, sys, time
-from prodkit.batch import batch_infer, open_model
+from prodkit.serving.batch import batch_infer, open_model
 t0 = time.perf_counter()
 s = batch_infer(open_model(sys.argv[1]), sys.argv[2], sys.argv[3], chunk_size=int(sys.argv[4]), progress=False)
 print(json.dumps(dict(rows=s["rows"], rows_per_s=s["rows_per_s"], peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
@@ -29,10 +29,10 @@ def child(args, limit_mb=None, timeout=600):
     return dict(ok=True, **json.loads(lines[-2]), vm_peak_mb=int(lines[-1].split()[1]) / 1024)
 
 def main():
-    from prodkit.split import InputSpec
-    from prodkit.model import build_model
-    from prodkit.schema import ExportConfig
-    from prodkit.onnx import export_onnx, onnx_metadata
+    from prodkit.research.split import InputSpec
+    from prodkit.research.model import build_model
+    from prodkit.core.schema import ExportConfig
+    from prodkit.release.onnx import export_onnx, onnx_metadata
     d = Path(tempfile.mkdtemp(prefix="prodkit-bench-"))
     feats = [f"f{i}" for i in range(FEATURES)]
     m = build_model(dict(name="mlp", hidden=[64, 32], dropout=0.0), InputSpec(feats, "target", 2, [FEATURES], [0.0] * FEATURES, [1.0] * FEATURES))

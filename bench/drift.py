@@ -9,9 +9,9 @@ import json, os, statistics, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 from scipy import stats as sps
-from prodkit.data import synthetic_frame
-from prodkit.drift import compare, reference_from_frame
-from prodkit.drift_report import write_report
+from prodkit.research.data import synthetic_frame
+from prodkit.monitoring.drift import compare, reference_from_frame
+from prodkit.monitoring.drift_report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 REPEATS = int(os.environ.get("BENCH_REPEATS", 5))

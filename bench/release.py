@@ -17,12 +17,12 @@ TARGETS = {1: 3.0, 256: 1.5}
 
 
 def demo_run():
-    from prodkit.config import compose
-    from prodkit.release import load_train_run
-    from prodkit.runs import list_runs
+    from prodkit.core.config import compose
+    from prodkit.release.release import load_train_run
+    from prodkit.jobs.runs import list_runs
     runs_dir = compose().paths.runs_dir
     if not list_runs(runs_dir, "train", "succeeded"):
-        from prodkit.runner import run_job
+        from prodkit.jobs.runner import run_job
         print("no succeeded train run: training the demo model first", flush=True)
         run_job("train", progress=False)
     return load_train_run(None, runs_dir)
@@ -38,8 +38,8 @@ def per_call_ms(fn, seconds: float) -> float:
 
 
 def main() -> dict:
-    from prodkit.schema import ExportConfig
-    from prodkit.onnx import export_onnx, onnx_metadata, ort_session
+    from prodkit.core.schema import ExportConfig
+    from prodkit.release.onnx import export_onnx, onnx_metadata, ort_session
     trained = demo_run()
     model = trained.model.eval()
     meta = onnx_metadata(model, trained.reference_stats, trained.record.id, trained.split.data_version)

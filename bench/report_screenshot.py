@@ -21,9 +21,9 @@ def chromium() -> str | None:
     return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "chrome")) if p), None)
 
 def make_report(out_dir: Path) -> Path:
-    from prodkit.data import synthetic_frame
-    from prodkit.drift import compare, reference_from_frame
-    from prodkit.drift_report import write_report
+    from prodkit.research.data import synthetic_frame
+    from prodkit.monitoring.drift import compare, reference_from_frame
+    from prodkit.monitoring.drift_report import write_report
     train, cur = synthetic_frame(20000, 8, seed=1), synthetic_frame(5000, 8, seed=2)
     cur[["x0", "x1"]] += 0.6
     cur["segment"] = cur["segment"].where(cur["segment"] != "a", "c")
@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     browser = chromium()
     if browser is None:
         print("skipped: no chromium on PATH (apt-get install -y chromium)"); return SKIPPED
-    from prodkit.drift_report import external_references
+    from prodkit.monitoring.drift_report import external_references
     page = Path(argv[0]) if argv else make_report(Path(tempfile.mkdtemp(prefix="prodkit-report-")))
     png = Path(argv[1]) if len(argv) > 1 else ROOT/"bench"/"results"/"drift_report.png"
     png.parent.mkdir(parents=True, exist_ok=True); png.unlink(missing_ok=True)

@@ -69,11 +69,11 @@ def summary(lat, secs):
 
 def main():
     sys.path.insert(0, str(ROOT/"tests"))
-    from prodkit.split import InputSpec
-    from prodkit.model import build_model
-    from prodkit.schema import ExportConfig
-    from prodkit.onnx import export_onnx, onnx_metadata
-    from prodkit.registry import ModelRegistry
+    from prodkit.research.split import InputSpec
+    from prodkit.research.model import build_model
+    from prodkit.core.schema import ExportConfig
+    from prodkit.release.onnx import export_onnx, onnx_metadata
+    from prodkit.release.registry import ModelRegistry
     d = Path(tempfile.mkdtemp(prefix="prodkit-bench-serve-"))
     feats = [f"f{i}" for i in range(FEATURES)]
     m = build_model(dict(name="mlp", hidden=[64, 32], dropout=0.0), InputSpec(feats, "target", 2, [FEATURES], [0.0] * FEATURES, [1.0] * FEATURES))

@@ -9,18 +9,18 @@ FEATURES = [f"f{i}" for i in range(4)]
 RECORD = {"f0": 0.1, "f1": 1.0, "f2": -0.5, "f3": 2.0}
 
 def prodkit_onnx(seed: int = 0, n: int = 4) -> bytes:
-    "ONNX bytes of a small prodkit MLP, exported by prodkit.onnx (TorchScript exporter: fast), ranges [-3, 3]"
-    from prodkit.split import InputSpec
-    from prodkit.model import build_model
-    from prodkit.schema import ExportConfig
-    from prodkit.onnx import export_onnx, onnx_metadata
+    "ONNX bytes of a small prodkit MLP, exported by prodkit.release.onnx (TorchScript exporter: fast), ranges [-3, 3]"
+    from prodkit.research.split import InputSpec
+    from prodkit.research.model import build_model
+    from prodkit.core.schema import ExportConfig
+    from prodkit.release.onnx import export_onnx, onnx_metadata
     feats = [f"f{i}" for i in range(n)]
     model = build_model(dict(name="mlp", hidden=[8], dropout=0.0), InputSpec(feats, "target", 2, [n], [0.0] * n, [1.0] * n), seed=seed)
     return export_onnx(model, ExportConfig(dynamo=False), onnx_metadata(model, {"columns": {f: {"min": -3.0, "max": 3.0} for f in feats}}))[0]
 
 def make_registry(path: Path, n_versions: int = 2, promote: tuple = (1, 2)):
     "A real registry with `n_versions` models; the versions in `promote` promoted in order"
-    from prodkit.registry import ModelRegistry
+    from prodkit.release.registry import ModelRegistry
     reg = ModelRegistry(path)
     for i in range(n_versions): reg.register(prodkit_onnx(seed=i))
     for v in promote: reg.promote(v)
@@ -59,7 +59,7 @@ def stop_process(proc, timeout: float = 20) -> int:
 def thread_server(serve_cfg: dict):
     "The app for `serve_cfg` on a free loopback port, served by uvicorn in a thread"
     import uvicorn
-    from prodkit.serve_app import create_app
+    from prodkit.serving.app import create_app
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(serve_cfg), host="127.0.0.1", port=port, log_level="warning"))
     th = threading.Thread(target=server.run, daemon=True); th.start()
@@ -68,5 +68,5 @@ def thread_server(serve_cfg: dict):
     finally: server.should_exit = True; th.join(15)
 
 def serve_config(**kw) -> dict:
-    from prodkit.config import compose, to_dict
+    from prodkit.core.config import compose, to_dict
     return {**to_dict(compose().serve), **kw}

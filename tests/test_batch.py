@@ -9,7 +9,7 @@ from pathlib import Path
 from conftest import run
 from serving import make_registry
 
-from prodkit.cli_serve import infer, infer_shards
+from prodkit.cli.serve import infer, infer_shards
 
 PRODKIT = Path(sys.executable).parent/"prodkit"
 

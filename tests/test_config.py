@@ -2,7 +2,7 @@
 import pytest
 from hydra import compose as hydra_compose, initialize_config_dir
 from omegaconf import DictConfig
-from prodkit.config import as_config, check_targets, compose, conf_dir, ConfigError, to_dict
+from prodkit.core.config import as_config, check_targets, compose, conf_dir, ConfigError, to_dict
 from conftest import PY, ROOT, run
 
 def test_defaults_and_names_later_issues_rely_on():
@@ -51,19 +51,19 @@ def test_forbidden_target_is_refused_at_compose_and_by_check_targets():
 
 @pytest.mark.parametrize("target", ["torch.nn.modules.module.torch.load",   # a function reached through torch.nn's namespace
                                     "torch.nn.functional.relu",             # a function, not a class
-                                    "prodkit.atomic.write_atomic",      # prodkit, but not a model class
-                                    "prodkit.model.torch.save"])
+                                    "prodkit.core.atomic.write_atomic",      # prodkit, but not a model class
+                                    "prodkit.research.model.torch.save"])
 def test_allow_list_checks_what_a_target_resolves_to(target):
     with pytest.raises(ConfigError, match="not allowed"): compose(overrides=[f"+model._target_={target}"])
 
 def test_compose_from_another_cwd_in_a_fresh_interpreter():
-    code = "from prodkit.config import compose; c = compose(overrides=['seed=5']); print(c.paths.root, c.seed)"
+    code = "from prodkit.core.config import compose; c = compose(overrides=['seed=5']); print(c.paths.root, c.seed)"
     res = run(PY, "-c", code, cwd="/", check=True)
     assert res.stdout.split() == [str(ROOT), "5"]
 
 def test_prodkit_root_env_points_to_another_project(project_copy):
     (project_copy/"conf"/"train"/"default.yaml").write_text("epochs: 99\nbatch_size: 8\nlr: 0.1\npatience: 1\n")
-    code = "from prodkit.config import compose; print(compose().train.epochs)"
+    code = "from prodkit.core.config import compose; print(compose().train.epochs)"
     res = run(PY, "-c", code, cwd="/", env={"PRODKIT_ROOT": str(project_copy)}, check=True)
     assert res.stdout.strip() == "99"
     bad = run(PY, "-c", code, cwd="/", env={"PRODKIT_ROOT": "/nonexistent"})
@@ -81,17 +81,17 @@ def test_plain_dict_round_trip_is_read_only():
     assert cfg.train.epochs == 4
     with pytest.raises(Exception): cfg.train.epochs = 5
 
-# --- ranges: every number of every group has one, declared next to its field in prodkit.schema ----------------
+# --- ranges: every number of every group has one, declared next to its field in prodkit.core.schema ----------------
 
 def _schema_classes():
     import inspect
     from dataclasses import is_dataclass
-    import prodkit.schema as schema
+    import prodkit.core.schema as schema
     return [c for _, c in inspect.getmembers(schema, is_dataclass) if c.__module__ == schema.__name__]
 
 def test_every_numeric_setting_has_a_range_and_a_comment():
-    from prodkit.config import field_doc, field_types
-    from prodkit.schema import range_of
+    from prodkit.core.config import field_doc, field_types
+    from prodkit.core.schema import range_of
     numeric = [(c, n) for c in _schema_classes() for n, (_, t, _) in field_types(c).items() if t in (int, float)]
     names = {f"{c.__name__}.{n}" for c, n in numeric}   # nested, list- and dict-typed and optional fields are all seen
     assert {"ServeConfig.port", "PredictionLogConfig.sample", "ColumnSpec.min", "ParityConfig.batch_sizes", "ParityConfig.tolerances",
@@ -126,8 +126,8 @@ def test_shard_must_be_below_shards():
     assert compose(overrides=["infer.shard=3", "infer.shards=4"]).infer.shard == 3
 
 def test_a_run_with_an_out_of_range_number_exits_2_before_any_kernel(tmp_path, capsys):
-    from prodkit.cli import main
-    from prodkit.runs import ExitCode
+    from prodkit.cli.main import main
+    from prodkit.jobs.runs import ExitCode
     runs = tmp_path/"runs"
     assert main(["run", "hello", f"paths.runs_dir={runs}", "serve.port=-1"]) == ExitCode.CONFIG_ERROR
     assert "serve.port=-1: must be an integer in [1, 65535]" in capsys.readouterr().err
@@ -143,7 +143,7 @@ def _leaves(d: dict, key: str = ""):
 def test_group_files_do_not_repeat_schema_defaults():
     import yaml
     from omegaconf import OmegaConf
-    from prodkit.schema import ProdkitConfig
+    from prodkit.core.schema import ProdkitConfig
     defaults = OmegaConf.to_container(OmegaConf.structured(ProdkitConfig), enum_to_str=True)
     repeated = []
     for f in sorted(conf_dir().glob("*/*.yaml")):
@@ -152,7 +152,7 @@ def test_group_files_do_not_repeat_schema_defaults():
         for key, v in _leaves(yaml.safe_load(text) or {}):
             default = OmegaConf.select(OmegaConf.create(defaults[f.parent.name] or {}), key, default=object())
             if v == default: repeated.append(f"{f.relative_to(conf_dir())}: {key}: {v!r}")
-    assert not repeated, f"these repeat the default in prodkit.schema (remove them from the file): {repeated}"
+    assert not repeated, f"these repeat the default in prodkit.core.schema (remove them from the file): {repeated}"
 
 @pytest.mark.parametrize("overrides, expected", [
     ([], {"seed": 0, "model.name": "mlp", "model.hidden": [64, 32], "model.dropout": 0.1, "train.epochs": 30, "train.lr": 1e-3,
@@ -189,7 +189,7 @@ def test_experiment_wide_mlp_is_what_the_readme_says(project_copy):
     assert (cfg.train.lr, cfg.model.dropout, cfg.train.epochs) == (3e-3, 0.2, 4)
 
 def test_command_options_are_range_checked_like_overrides(capsys):
-    from prodkit.cli import main
+    from prodkit.cli.main import main
     assert main(["serve", "--port", "70000"]) == 2
     assert "serve.port=70000: must be an integer in [1, 65535] (bind port)" in capsys.readouterr().err
     assert main(["infer", "in.csv", "out.csv", "--chunk-size", "0"]) == 2 and "infer.chunk_size=0" in capsys.readouterr().err
@@ -197,8 +197,8 @@ def test_command_options_are_range_checked_like_overrides(capsys):
 
 def test_command_help_is_the_schema_comment():
     from click.testing import CliRunner
-    from prodkit.cli import cli
-    from prodkit.config import field_doc
-    from prodkit.schema import InferConfig
+    from prodkit.cli.main import cli
+    from prodkit.core.config import field_doc
+    from prodkit.core.schema import InferConfig
     out = " ".join(CliRunner().invoke(cli, ["infer", "--help"], terminal_width=400).output.split())
     assert f"{field_doc(InferConfig, 'chunk_size')} [infer.chunk_size]" in out and f"{field_doc(InferConfig, 'range_margin')} [infer.range_margin]" in out

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from prodkit.config import compose, ConfigError
-from prodkit.data import DataError, SchemaError, load_dataset, materialize, write_csv_atomic
-from prodkit.split import reference_stats, row_hash, split_dataset
-from prodkit.atomic import write_json
+from prodkit.core.config import compose, ConfigError
+from prodkit.research.data import DataError, SchemaError, load_dataset, materialize, write_csv_atomic
+from prodkit.research.split import reference_stats, row_hash, split_dataset
+from prodkit.core.atomic import write_json
 
 
 def data_cfg(tmp_path, *overrides):

@@ -3,9 +3,9 @@ import json, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pytest
-from prodkit.data import synthetic_frame
-from prodkit.drift import compare, reference_from_frame
-from prodkit.drift_report import external_references, render_html
+from prodkit.research.data import synthetic_frame
+from prodkit.monitoring.drift import compare, reference_from_frame
+from prodkit.monitoring.drift_report import external_references, render_html
 from conftest import ROOT
 
 PRODKIT = Path(sys.executable).parent/"prodkit"
@@ -74,8 +74,8 @@ def test_prodkit_drift_exit_codes(tmp_path):
 @pytest.mark.slow
 def test_a_batch_output_is_checked_on_the_rows_it_scored(tmp_path):
     "`prodkit drift REF preds.parquet` as the README writes it: the batch summary names the scored file; predictions alone are refused"
-    from prodkit.batch import batch_infer
-    from prodkit.infer import OnnxModel
+    from prodkit.serving.batch import batch_infer
+    from prodkit.serving.infer import OnnxModel
     from serving import FEATURES, prodkit_onnx
     frame = lambda seed: synthetic_frame(2_000, 4, seed=seed).rename(columns=lambda c: c.replace("x", "f"))[FEATURES].clip(-3, 3)
     frame(1).to_csv(tmp_path/"ref.csv", index=False); frame(2).to_csv(tmp_path/"new.csv", index=False)

@@ -3,7 +3,7 @@ import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import nbformat
 import pytest
-from prodkit.runs import ExitCode, RunRecord
+from prodkit.jobs.runs import ExitCode, RunRecord
 from conftest import ROOT, run
 
 PRODKIT = Path(sys.executable).parent/"prodkit"
@@ -13,7 +13,7 @@ SECRET = "tok-FAULT-5f3a9c1e77"
 def notebook(path: Path, *cells: str) -> Path:
     "A job notebook: imports, a parameters cell, then `cells`"
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("import json, os, time\nfrom prodkit.job import record, artifact, run_dir"),
+    nb.cells = [nbformat.v4.new_code_cell("import json, os, time\nfrom prodkit.jobs.job import record, artifact, run_dir"),
                 nbformat.v4.new_code_cell("cfg = {'job': {'params': {}}}", metadata={"tags": ["parameters"]}),
                 *[nbformat.v4.new_code_cell(c) for c in cells]]
     nbformat.write(nb, path)
@@ -228,7 +228,7 @@ def test_the_connection_file_of_a_runner_killed_with_9_is_removed_by_the_next_ru
     again = prodkit("run", "-q", "hello", f"paths.runs_dir={runs}", env={"PRODKIT_TEST_TAG": tag})
     assert again.returncode == 0, again.stderr
     assert not conn.exists()
-    assert [r.status for r in __import__("prodkit.runs", fromlist=["list_runs"]).list_runs(runs, "k")] == ["killed"]   # its record: shown killed
+    assert [r.status for r in __import__("prodkit.jobs.runs", fromlist=["list_runs"]).list_runs(runs, "k")] == ["killed"]   # its record: shown killed
 
 # --- training that diverges, data that says nothing ---------------------------------------------
 

@@ -3,11 +3,11 @@ import hashlib, json, subprocess, sys
 from pathlib import Path
 import pandas as pd
 import pytest
-from prodkit.config import compose
-from prodkit.data import load_dataset
-from prodkit.feedback import join_feedback, write_feedback
-from prodkit.prediction_log import PredictionLog, read_log
-from prodkit.runs import RunRecord
+from prodkit.core.config import compose
+from prodkit.research.data import load_dataset
+from prodkit.monitoring.feedback import join_feedback, write_feedback
+from prodkit.monitoring.prediction_log import PredictionLog, read_log
+from prodkit.jobs.runs import RunRecord
 
 PRODKIT = Path(sys.executable).parent/"prodkit"
 
@@ -39,5 +39,5 @@ def test_feedback_joins_by_id_and_a_retrain_records_both_data_versions(tmp_path)
     assert sum(split["rows"].values()) == 629 and split["data_version"] not in (sha, rec.data[str(data.path)])
 
 def test_a_missing_feedback_file_is_a_config_error(tmp_path):
-    from prodkit.config import ConfigError
+    from prodkit.core.config import ConfigError
     with pytest.raises(ConfigError, match="data.feedback"): compose(overrides=[f"data.feedback={tmp_path/'nope.csv'}"])

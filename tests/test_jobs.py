@@ -3,7 +3,7 @@ import json, subprocess, sys, time, uuid
 from pathlib import Path
 import nbformat
 import pytest
-from prodkit.runs import RunRecord
+from prodkit.jobs.runs import RunRecord
 from conftest import run, tagged_processes
 
 PRODKIT = Path(sys.executable).parent/"prodkit"
@@ -35,7 +35,7 @@ def test_train_job_records_metrics_artifacts_plots_and_a_complete_wandb_run(tmp_
     wdir = Path(rec.links["wandb_dir"])
     assert rec.links["wandb_run_id"] in wdir.name and wdir.is_relative_to(d)
     assert list(wdir.glob("run-*.wandb")) and (wdir/"files").is_dir()
-    from prodkit.tracking import read_offline_run
+    from prodkit.research.tracking import read_offline_run
     prov = read_offline_run(wdir)["config"]["provenance"]      # collected once, by the runner: wandb logs what run.json holds
     assert prov["git"] == rec.git and prov["environment"] == json.loads(json.dumps(rec.environment))
     assert tagged_processes(tag) == []                      # no kernel, no wandb service outlives the job

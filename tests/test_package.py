@@ -4,13 +4,13 @@ import shutil
 import pkgutil
 import pytest
 import prodkit
-from prodkit.hygiene import HygieneError, check, export_drift, unclean_notebooks
+from prodkit.cli.hygiene import HygieneError, check, export_drift, unclean_notebooks
 from conftest import PY, ROOT, run
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(prodkit.__path__, "prodkit."))
+MODULES = sorted(m.name for m in pkgutil.walk_packages(prodkit.__path__, "prodkit.") if not m.ispkg)
 
 def test_package_has_the_library_modules():
-    assert {"prodkit.config", "prodkit.hygiene"} <= set(MODULES)
+    assert {"prodkit.core.config", "prodkit.cli.hygiene"} <= set(MODULES)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mod", MODULES)
@@ -24,24 +24,24 @@ def test_checkout_is_in_sync_and_clean():
 
 @pytest.mark.slow
 def test_hand_edited_module_is_detected(project_copy):
-    f = project_copy/"prodkit"/"config.py"
+    f = project_copy/"prodkit"/"core"/"config.py"
     f.write_text(f.read_text().replace("def compose(", "def compose_edited_by_hand("))
-    assert export_drift(project_copy) == ["prodkit/config.py"]
-    with pytest.raises(HygieneError, match="out of sync.*prodkit/config.py"): check(project_copy)
+    assert export_drift(project_copy) == ["prodkit/core/config.py"]
+    with pytest.raises(HygieneError, match="out of sync.*prodkit/core/config.py"): check(project_copy)
 
 @pytest.mark.slow
 def test_notebook_with_outputs_is_detected(project_copy):
-    nb_path = project_copy/"nbs"/"01_config.ipynb"
+    nb_path = project_copy/"nbs"/"core"/"01_config.ipynb"
     nb = json.loads(nb_path.read_text())
     code = next(c for c in nb["cells"] if c["cell_type"] == "code")
     code["execution_count"] = 7
     code["metadata"]["collapsed"] = True
     nb_path.write_text(json.dumps(nb, indent=1))
-    assert unclean_notebooks(project_copy) == ["nbs/01_config.ipynb"]
+    assert unclean_notebooks(project_copy) == ["nbs/core/01_config.ipynb"]
     assert export_drift(project_copy) == []
 
 def test_parameters_tag_survives_cleaning(project_copy):
-    nb_path = project_copy/"nbs"/"01_config.ipynb"
+    nb_path = project_copy/"nbs"/"core"/"01_config.ipynb"
     nb = json.loads(nb_path.read_text())
     code = next(c for c in nb["cells"] if c["cell_type"] == "code")
     code["metadata"]["tags"] = ["parameters"]
@@ -52,11 +52,11 @@ def test_parameters_tag_survives_cleaning(project_copy):
 
 @pytest.mark.slow
 def test_hygiene_cli_exit_codes(project_copy):
-    ok = run(PY, "-m", "prodkit.hygiene", env={"PRODKIT_ROOT": str(ROOT)})
+    ok = run(PY, "-m", "prodkit.cli.hygiene", env={"PRODKIT_ROOT": str(ROOT)})
     assert ok.returncode == 0, ok.stderr
-    (project_copy/"prodkit"/"hygiene.py").write_text("# edited\n")
-    bad = run(PY, "-m", "prodkit.hygiene", env={"PRODKIT_ROOT": str(project_copy)})
-    assert bad.returncode == 1 and "prodkit/hygiene.py" in bad.stderr
+    (project_copy/"prodkit"/"cli"/"hygiene.py").write_text("# edited\n")
+    bad = run(PY, "-m", "prodkit.cli.hygiene", env={"PRODKIT_ROOT": str(project_copy)})
+    assert bad.returncode == 1 and "prodkit/cli/hygiene.py" in bad.stderr
 
 def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT/".ci"/"run").read_text()
@@ -71,7 +71,7 @@ def test_pre_commit_hook_commits_the_clean_version_and_leaves_the_working_tree(t
     (repo/"nbs").mkdir(parents=True)
     shutil.copy2(ROOT/"pyproject.toml", repo)
     (repo/".venv").symlink_to(ROOT/".venv")
-    nb = json.loads((ROOT/"nbs"/"01_config.ipynb").read_text())
+    nb = json.loads((ROOT/"nbs"/"core"/"01_config.ipynb").read_text())
     code = next(c for c in nb["cells"] if c["cell_type"] == "code")
     code["execution_count"], code["metadata"] = 7, {"tags": ["parameters"], "collapsed": True}
     (repo/"nbs"/"x.ipynb").write_text(json.dumps(nb, indent=1) + "\n")
@@ -86,49 +86,64 @@ def test_pre_commit_hook_commits_the_clean_version_and_leaves_the_working_tree(t
     assert '"execution_count": 7' in (repo/"nbs"/"x.ipynb").read_text()     # the working tree is the user's
 
 def _band(py) -> int:
-    "The number of the notebook a module is exported from (its band): `# ... File to edit: ../nbs/23_runner.ipynb.`"
+    "The number of the notebook a module is exported from (its band): `# ... File to edit: ../../nbs/jobs/25_runner.ipynb.`"
     import re
-    m = re.search(r"File to edit: \.\./nbs/(\d+)_\w+\.ipynb", py.read_text())
+    m = re.search(r"File to edit: (?:\.\./)+nbs/\w+/(\d+)_\w+\.ipynb", py.read_text())
     assert m, f"{py.name} does not say which notebook it is exported from"
     return int(m.group(1))
 
-def _prodkit_imports(py) -> set[str]:
-    "prodkit modules a file imports, at the top or inside functions"
+def _module(py, root) -> str:
+    "`prodkit/jobs/runner.py` -> `jobs.runner`"
+    return ".".join(py.relative_to(root).with_suffix("").parts)
+
+def _prodkit_imports(py, root) -> set[str]:
+    "prodkit modules (`band.name`) a file imports, at the top or inside functions, absolutely or relatively"
     import ast
-    out = set()
+    here, out = _module(py, root).split("."), set()
     for node in ast.walk(ast.parse(py.read_text())):
         if isinstance(node, ast.ImportFrom):
-            mod = node.module or ""
-            if node.level == 1: out |= {mod.split(".")[0]} if mod else {a.name for a in node.names}
-            elif mod == "prodkit": out |= {a.name for a in node.names}
-            elif mod.startswith("prodkit."): out.add(mod.split(".")[1])
+            if node.level: base = here[:len(here) - node.level] + (node.module.split(".") if node.module else [])
+            elif (node.module or "").split(".")[0] == "prodkit": base = node.module.split(".")[1:]
+            else: continue
+            out |= {".".join(base + [a.name]) for a in node.names} if len(base) < 2 else {".".join(base[:2])}
         elif isinstance(node, ast.Import):
-            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("prodkit.")}
+            out |= {".".join(a.name.split(".")[1:3]) for a in node.names if a.name.startswith("prodkit.")}
     return out
+
+def _library(root):
+    return {_module(p, root): p for p in root.rglob("*.py") if not p.name.startswith("_")}
 
 def test_modules_import_only_from_lower_bands():
     pkg = ROOT/"prodkit"
-    bands = {p.stem: _band(p) for p in pkg.glob("*.py") if not p.name.startswith("_")}
-    wrong = [f"{p.stem} ({bands[p.stem]}) imports {m} ({bands[m]})" for p in pkg.glob("*.py") if p.stem in bands
-             for m in sorted(_prodkit_imports(p)) if m in bands and bands[m] >= bands[p.stem] and m != p.stem]
+    mods = _library(pkg)
+    assert len(mods) > 30 and all(len(m.split(".")) == 2 for m in mods), sorted(mods)   # every module sits in a band's subpackage
+    bands = {m: _band(p) for m, p in mods.items()}
+    wrong = [f"{m} ({bands[m]}) imports {i} ({bands[i]})" for m, p in mods.items()
+             for i in sorted(_prodkit_imports(p, pkg)) if i in bands and bands[i] >= bands[m] and i != m]
     assert not wrong, "a module imports from its own or a higher band:\n" + "\n".join(wrong)
 
 def test_band_check_sees_an_upward_import(tmp_path):
-    (tmp_path/"data.py").write_text("# File to edit: ../nbs/10_data.ipynb.\ndef f():\n    from .runner import execute\n")
-    assert _prodkit_imports(tmp_path/"data.py") == {"runner"} and _band(tmp_path/"data.py") == 10
+    (tmp_path/"research").mkdir()
+    (tmp_path/"research"/"data.py").write_text("# File to edit: ../../nbs/research/10_data.ipynb.\n"
+                                               "from ..core import config\ndef f():\n    from ..jobs.runner import execute\n"
+                                               "    from prodkit.serving.infer import x\n")
+    assert _prodkit_imports(tmp_path/"research"/"data.py", tmp_path) == {"core.config", "jobs.runner", "serving.infer"}
+    assert _band(tmp_path/"research"/"data.py") == 10
 
 def test_readme_lists_every_library_notebook_in_order():
-    "The README's notebook table is the reading order: every nbs/NN_*.ipynb, in number order, with its module"
+    "The README's notebook table is the reading order: every nbs/BAND/NN_*.ipynb, in number order, with its module"
     import re
-    rows = re.findall(r"^\| `(\d+_\w+)\.ipynb` \| `prodkit\.(\w+)` \|", (ROOT/"README.md").read_text(), re.M)
-    assert rows == [(p.stem, p.stem.split("_", 1)[1]) for p in sorted((ROOT/"nbs").glob("[0-9]*_*.ipynb"))]
+    rows = re.findall(r"^\| `(\w+)/(\d+_\w+)\.ipynb` \| `prodkit\.(\w+\.\w+)` \|", (ROOT/"README.md").read_text(), re.M)
+    nbs = sorted((ROOT/"nbs").glob("*/[0-9]*_*.ipynb"), key=lambda p: p.name)
+    assert [(b, s) for b, s, _ in rows] == [(p.parent.name, p.stem) for p in nbs]
+    assert [m for *_, m in rows] == [re.search(r"#\| default_exp ([\w.]+)", p.read_text()).group(1) for p in nbs]
 
 def test_make_demo_prints_the_registry_after_the_pipeline():
     cmds = [line.split("/prodkit ", 1)[1] for line in run("make", "-n", "demo", check=True).stdout.splitlines() if line.startswith(".venv/bin/prodkit ")]
     assert cmds == ["pipeline demo", "registry list"]
 
 def test_the_cli_starts_without_the_heavy_libraries():
-    "Every `prodkit` command loads prodkit.cli: scipy, pandas and torch come only with the commands that use them (they cost ~2 s)"
+    "Every `prodkit` command loads prodkit.cli.main: scipy, pandas and torch come only with the commands that use them (they cost ~2 s)"
     import subprocess, sys
-    code = "import sys, prodkit.cli; print(sorted(m for m in ('scipy', 'pandas', 'torch', 'pandera', 'onnxruntime') if m in sys.modules))"
+    code = "import sys, prodkit.cli.main; print(sorted(m for m in ('scipy', 'pandas', 'torch', 'pandera', 'onnxruntime') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

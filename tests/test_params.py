@@ -5,8 +5,8 @@ import json, shutil, signal, subprocess, time
 from pathlib import Path
 import nbformat
 import pytest
-from prodkit.cli import main
-from prodkit.runs import ExitCode, RunRecord
+from prodkit.cli.main import main
+from prodkit.jobs.runs import ExitCode, RunRecord
 from conftest import PY, ROOT, run
 from test_runner import PRODKIT, prodkit, records
 
@@ -198,18 +198,22 @@ def test_sigint_names_the_signal_and_marks_the_cell(tmp_path):
 
 @pytest.mark.slow
 def test_make_notebook_from_a_jupytext_file_passes_the_hygiene_check(project_copy, tmp_path):
-    src = tmp_path/"50_scaler.py"
-    src.write_text('# %% [markdown]\n# # Scaler\n#\n# > Scale.\n\n# %%\n#| default_exp scaler\n\n# %%\n#| export\n'
+    src = tmp_path/"16_scaler.py"
+    src.write_text('# %% [markdown]\n# # Scaler\n#\n# > Scale.\n\n# %%\n#| default_exp research.scaler\n\n# %%\n#| export\n'
                    'def scale(x: float, k: float = 2.0) -> float:\n    "`x` times `k`"\n    return x * k\n\n# %%\nassert scale(2) == 4\n')
     shutil.copy(ROOT/"Makefile", project_copy)
     res = run("make", "notebook", f"FROM={src}", f"VENV={ROOT/'.venv'}", cwd=project_copy)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "def scale" in (project_copy/"prodkit"/"scaler.py").read_text()
-    res = run(PY, "-m", "prodkit.hygiene", env={"PRODKIT_ROOT": str(project_copy)})
+    assert "def scale" in (project_copy/"prodkit"/"research"/"scaler.py").read_text()
+    assert (project_copy/"nbs"/"research"/"16_scaler.ipynb").is_file()
+    res = run(PY, "-m", "prodkit.cli.hygiene", env={"PRODKIT_ROOT": str(project_copy)})
     assert res.returncode == 0, res.stderr
-    res = run("make", "notebook", "NAME=51_blank", f"VENV={ROOT/'.venv'}", cwd=project_copy)
-    assert res.returncode == 0 and (project_copy/"prodkit"/"blank.py").exists(), res.stderr
-    assert run(PY, "-m", "prodkit.hygiene", env={"PRODKIT_ROOT": str(project_copy)}).returncode == 0
+    res = run("make", "notebook", "NAME=serving/54_blank", f"VENV={ROOT/'.venv'}", cwd=project_copy)
+    assert res.returncode == 0 and (project_copy/"prodkit"/"serving"/"blank.py").exists(), res.stderr
+    assert "#| default_exp serving.blank" in (project_copy/"nbs"/"serving"/"54_blank.ipynb").read_text()
+    assert run(PY, "-m", "prodkit.cli.hygiene", env={"PRODKIT_ROOT": str(project_copy)}).returncode == 0
+    bad = run("make", "notebook", "NAME=nowhere/55_x", f"VENV={ROOT/'.venv'}", cwd=project_copy)
+    assert bad.returncode != 0 and "no band 'nowhere'" in bad.stderr and not (project_copy/"nbs"/"nowhere").exists()
 
 def test_install_stamp_ignores_the_time_nbdev_export_gives_pyproject():
     (ROOT/"pyproject.toml").touch()

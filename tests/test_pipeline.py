@@ -3,8 +3,8 @@ import json, subprocess, sys
 from pathlib import Path
 import nbformat
 import pytest
-from prodkit.drift_report import external_references
-from prodkit.pipeline import list_pipelines
+from prodkit.monitoring.drift_report import external_references
+from prodkit.jobs.pipeline import list_pipelines
 
 PRODKIT = Path(sys.executable).parent/"prodkit"
 pytestmark = pytest.mark.slow

@@ -1,11 +1,11 @@
 "The prediction log survives a kill: a writer process killed with SIGKILL loses at most the batch in memory."
 import os, signal, subprocess, sys, textwrap, time
 import pytest
-from prodkit.prediction_log import PredictionLog, log_files, read_log
+from prodkit.monitoring.prediction_log import PredictionLog, log_files, read_log
 
 WRITER = textwrap.dedent('''
     import sys, time
-    from prodkit.prediction_log import PredictionLog
+    from prodkit.monitoring.prediction_log import PredictionLog
     plog = PredictionLog(sys.argv[1], format=sys.argv[2], batch_size=25, flush_seconds=3600, max_rows=200,
                          features=["x", "email"], pii=["email"])
     i = 0

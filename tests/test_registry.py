@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from prodkit.config import compose
-from prodkit.split import InputSpec
-from prodkit.model import build_model, save_model
-from prodkit.schema import ExportConfig
-from prodkit.onnx import export_onnx, onnx_metadata
-from prodkit.registry import ModelIntegrityError, ModelRegistry, RegistryError
+from prodkit.core.config import compose
+from prodkit.research.split import InputSpec
+from prodkit.research.model import build_model, save_model
+from prodkit.core.schema import ExportConfig
+from prodkit.release.onnx import export_onnx, onnx_metadata
+from prodkit.release.registry import ModelIntegrityError, ModelRegistry, RegistryError
 
 PASS = [{"gate": "accuracy >= 0.5", "passed": True, "message": "accuracy = 0.9 >= 0.5"}]
 FAIL = [{"gate": "accuracy >= 0.95", "passed": False, "message": "gate `accuracy >= 0.95` failed: accuracy = 0.9 is 0.05 below 0.95"}]
@@ -117,7 +117,7 @@ def test_registry_survives_a_restart_in_another_process(tmp_path, models):
     reg = fill(tmp_path/"reg", models)
     reg.promote(1); reg.promote(2)
     code = f"""
-from prodkit.registry import ModelRegistry
+from prodkit.release.registry import ModelRegistry
 r = ModelRegistry({str(tmp_path/'reg')!r})
 import json; print(json.dumps(dict(aliases=r.aliases(), versions=[v.version for v in r.versions()], n=len(r.history()),
                                  same=r.onnx_bytes('production') == open(r.onnx_path(2), 'rb').read())))
@@ -129,7 +129,7 @@ import json; print(json.dumps(dict(aliases=r.aliases(), versions=[v.version for 
 
 PROMOTER = """
 import os, sys, time
-from prodkit.registry import ModelRegistry
+from prodkit.release.registry import ModelRegistry
 path, version, n, ready = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 reg = ModelRegistry(path)
 open(f"{ready}.{version}", "w").close()
@@ -169,7 +169,7 @@ def test_two_processes_promoting_at_once_never_lose_a_move(tmp_path, models):
 
 KILLED = """
 import os, sys, time
-import prodkit.store as S
+import prodkit.release.store as S
 path, onnx, marker, stage = sys.argv[1:5]
 def stall():
     open(marker, "w").write(str(os.getpid()))
@@ -188,7 +188,7 @@ else:                                     # die with the version row and its ali
     real_move = S._move
     def slow_move(c, *a, **k): real_move(c, *a, **k); stall()
     S._move = slow_move
-from prodkit.registry import ModelRegistry
+from prodkit.release.registry import ModelRegistry
 ModelRegistry(path).register(open(onnx, "rb").read(), who="doomed")
 """
 

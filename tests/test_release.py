@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from prodkit.config import ConfigError, compose
-from prodkit.onnx import export_onnx, onnx_metadata, ort_session, parity_report, read_onnx_metadata
-from prodkit.registry import ModelRegistry
-from prodkit.release import ReleaseError, load_train_run, release, holdout_arrays
-from prodkit.runner import run_job
+from prodkit.core.config import ConfigError, compose
+from prodkit.release.onnx import export_onnx, onnx_metadata, ort_session, parity_report, read_onnx_metadata
+from prodkit.release.registry import ModelRegistry
+from prodkit.release.release import ReleaseError, load_train_run, release, holdout_arrays
+from prodkit.jobs.runner import run_job
 from conftest import PY, ROOT, run
 
 pytestmark = pytest.mark.slow
@@ -99,8 +99,8 @@ def test_gates_block_promotion_with_the_gate_and_the_shortfall(project, trained,
 
 def test_a_real_production_model_on_the_same_rows_blocks_a_candidate(project, trained, tmp_path):
     "The production model is measured on the candidate's test rows: the same model cannot beat itself by 0.001"
-    from prodkit.split import InputSpec
-    from prodkit.model import build_model
+    from prodkit.research.split import InputSpec
+    from prodkit.research.model import build_model
     over = [*project["base"], f"registry.path={tmp_path}/reg", "export.dynamo=false", "export.speed.repeats=5"]
     first = release(compose(overrides=over + ["gates.rules=['accuracy >= 0.5']"]), trained, tmp_path/"a")
     assert first["promoted"] and first["aliases"]["production"] == 1
@@ -131,7 +131,7 @@ def test_an_unknown_gate_metric_is_refused_at_compose_time():
 
 
 def test_leakage_gate_counts_test_rows_seen_in_training(trained):
-    from prodkit.gates import leakage_rows
+    from prodkit.release.gates import leakage_rows
     s = trained.split
     f = trained.model.inputs.features
     assert leakage_rows(s.train, s.test, f) == 0
@@ -146,7 +146,7 @@ def test_release_cli_end_to_end_then_rollback(project):
     assert "parity: ok" in r.stdout and "promoted to production" in r.stdout and "accuracy >= 0.5" in r.stdout
     reg = ModelRegistry(d/"registry")
     v = reg.get("production")
-    from prodkit.tracking import read_offline_run             # the ONNX file is a wandb model artifact, linked from the version
+    from prodkit.research.tracking import read_offline_run             # the ONNX file is a wandb model artifact, linked from the version
     logged = read_offline_run(v.links["wandb_dir"])
     pin = f"sha256-{v.onnx_sha256[:12]}"                        # `latest` moves with the next release; this alias names this file only
     art = [a for a in logged["artifacts"] if a["name"] == "synthetic-mlp-onnx"]
@@ -187,7 +187,7 @@ def test_a_run_id_that_reads_as_a_number_is_released(project, tmp_path):
 
 def test_the_demo_pipeline_passes_run_ids_as_strings():
     from types import SimpleNamespace
-    from prodkit.pipeline import interpolate, load_pipeline
+    from prodkit.jobs.pipeline import interpolate, load_pipeline
     steps = {st.name: st for st in load_pipeline("demo")[2]}
     train = {"train": SimpleNamespace(id="1234e567", run_dir="/runs/train/x-1234e567")}
     for step, job, key in (("release", "release", "run"), ("shift", "shift_data", "train_run")):
@@ -214,8 +214,8 @@ def test_release_refuses_a_missing_or_failed_run_clearly(project, tmp_path):
 
 def test_a_cnn_exports_with_a_flat_input_and_keeps_parity():
     "The contract's input is a flat row for every architecture: the CNN reshapes inside the graph"
-    from prodkit.split import InputSpec
-    from prodkit.model import build_model
+    from prodkit.research.split import InputSpec
+    from prodkit.research.model import build_model
     import numpy as np
     spec = InputSpec([f"p{i}" for i in range(64)], "target", 10, [1, 8, 8], [0.0] * 64, [1.0] * 64)
     model = build_model(compose(overrides=["model=cnn"]).model, spec, seed=0).eval()
@@ -230,10 +230,10 @@ def test_a_cnn_exports_with_a_flat_input_and_keeps_parity():
 def test_dynamo_export_output_is_quiet_but_real_warnings_pass(tmp_path):
     code = """
 import warnings
-from prodkit.config import compose
-from prodkit.split import InputSpec
-from prodkit.model import build_model
-from prodkit.onnx import export_onnx
+from prodkit.core.config import compose
+from prodkit.research.split import InputSpec
+from prodkit.research.model import build_model
+from prodkit.release.onnx import export_onnx
 m = build_model(compose().model, InputSpec(["a", "b"], "y", 2, [2], [0.0, 0.0], [1.0, 1.0]))
 export_onnx(m)
 warnings.warn("a real warning after the export")

@@ -4,10 +4,10 @@ from pathlib import Path
 import nbformat
 import pytest
 from omegaconf import OmegaConf, open_dict
-from prodkit.config import compose
-from prodkit.job import job_overrides
-from prodkit.runner import execute
-from prodkit.runs import ExitCode, RunRecord
+from prodkit.core.config import compose
+from prodkit.jobs.job import job_overrides
+from prodkit.jobs.runner import execute
+from prodkit.jobs.runs import ExitCode, RunRecord
 from conftest import ROOT, run
 
 PRODKIT = Path(sys.executable).parent/"prodkit"
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def notebook(path: Path, *cells: str, params: str = "cfg = {'job': {'params': {}}}") -> Path:
     "A job notebook: imports, a parameters cell, then `cells`"
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("import json, os, time\nfrom prodkit.job import record, artifact, run_dir"),
+    nb.cells = [nbformat.v4.new_code_cell("import json, os, time\nfrom prodkit.jobs.job import record, artifact, run_dir"),
                 nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
                 *[nbformat.v4.new_code_cell(c) for c in cells]]
     nbformat.write(nb, path)
@@ -206,7 +206,7 @@ def test_sigterm_of_the_runner_marks_the_run_killed(tmp_path, runs):
 
 def test_slurm_launcher_config_composes():
     from hydra import compose as hydra_compose, initialize_config_dir
-    from prodkit.config import conf_dir
+    from prodkit.core.config import conf_dir
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = hydra_compose("config", overrides=["job=hello", "hydra/launcher=slurm", "hydra.launcher.partition=cpu"],
                             return_hydra_config=True)

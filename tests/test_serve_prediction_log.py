@@ -12,8 +12,8 @@ FEATS = ["f0", "f1", "f2", "f3"]
 
 def registry_with_reference(path):
     "A real registry whose production version carries reference statistics of standard-normal features"
-    from prodkit.drift import reference_from_frame
-    from prodkit.registry import ModelRegistry
+    from prodkit.monitoring.drift import reference_from_frame
+    from prodkit.release.registry import ModelRegistry
     rng = np.random.default_rng(0)
     ref = reference_from_frame(pd.DataFrame(rng.normal(size=(2000, 4)), columns=FEATS).assign(target=0), "target")
     reg = ModelRegistry(path); reg.register(prodkit_onnx(seed=0), reference_stats=ref); reg.promote(1)
@@ -27,7 +27,7 @@ def until(cond, timeout=20.0):
     raise TimeoutError("condition not met in time")
 
 def rows_logged(d):
-    from prodkit.prediction_log import PredictionLogError, read_log
+    from prodkit.monitoring.prediction_log import PredictionLogError, read_log
     try: return read_log(d)
     except PredictionLogError: return None
 

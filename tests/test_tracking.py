@@ -9,8 +9,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from prodkit.config import compose
-from prodkit.tracking import read_offline_run, tracked_run
+from prodkit.core.config import compose
+from prodkit.research.tracking import read_offline_run, tracked_run
 from conftest import tagged_processes, PY, ROOT, run
 
 SECRET = "sk-live-" + "7" * 24
@@ -23,14 +23,14 @@ def wandb_children() -> list[str]:
 JOB = """
 import sys
 from pathlib import Path
-from prodkit.config import compose
-from prodkit.data import load_dataset
-from prodkit.split import reference_stats, split_dataset
-from prodkit.evaluate import evaluate
-from prodkit.model import build_model
-from prodkit.atomic import write_json
-from prodkit.tracking import run_provenance, tracked_run
-from prodkit.train import fit
+from prodkit.core.config import compose
+from prodkit.research.data import load_dataset
+from prodkit.research.split import reference_stats, split_dataset
+from prodkit.research.evaluate import evaluate
+from prodkit.research.model import build_model
+from prodkit.core.atomic import write_json
+from prodkit.research.tracking import run_provenance, tracked_run
+from prodkit.research.train import fit
 
 run_dir = Path(sys.argv[1])
 cfg = compose(overrides=sys.argv[2:])
@@ -101,7 +101,7 @@ def test_failure_inside_the_block_finishes_the_run_as_failed_and_stops_wandb(tmp
 
 
 def test_disabled_tracking_writes_nothing_and_never_imports_wandb(tmp_path):
-    code = ("import sys; from prodkit.config import compose; from prodkit.tracking import tracked_run\n"
+    code = ("import sys; from prodkit.core.config import compose; from prodkit.research.tracking import tracked_run\n"
             f"with tracked_run(compose(overrides=['tracking.mode=disabled']), {str(tmp_path)!r}) as t: t.log({{'a': 1}}); t.log_summary({{'b': 2}})\n"
             "print(t.run_id, 'wandb' in sys.modules)")
     res = run(PY, "-c", code, check=True)
@@ -112,7 +112,7 @@ def test_disabled_tracking_writes_nothing_and_never_imports_wandb(tmp_path):
 def test_online_without_a_login_fails_at_once_and_says_what_to_do(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(HOME=str(tmp_path), WANDB_CONFIG_DIR=str(tmp_path/"cfg"), NETRC=str(tmp_path/"netrc"))
-    code = ("from prodkit.config import compose; from prodkit.tracking import tracked_run, TrackingError\n"
+    code = ("from prodkit.core.config import compose; from prodkit.research.tracking import tracked_run, TrackingError\n"
             f"try:\n  with tracked_run(compose(overrides=['tracking.mode=online']), {str(tmp_path/'run')!r}): pass\n"
             "except TrackingError as e: print(e)")
     res = subprocess.run([PY, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

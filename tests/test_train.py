@@ -7,12 +7,12 @@ import time
 import numpy as np
 import pytest
 import torch
-from prodkit.config import compose
-from prodkit.data import load_dataset
-from prodkit.split import split_dataset
-from prodkit.evaluate import evaluate, plot_confusion, plot_history
-from prodkit.model import build_model, load_model, weights_sha256
-from prodkit.train import TrainingError, fit
+from prodkit.core.config import compose
+from prodkit.research.data import load_dataset
+from prodkit.research.split import split_dataset
+from prodkit.research.evaluate import evaluate, plot_confusion, plot_history
+from prodkit.research.model import build_model, load_model, weights_sha256
+from prodkit.research.train import TrainingError, fit
 from conftest import PY, ROOT
 
 TINY = ["data=synthetic", "data.n_rows=600", "data.n_features=6", "model.hidden=[16]", "debug=tiny", "train.epochs=5"]
@@ -51,11 +51,11 @@ def test_default_breast_cancer_config_trains_well(tmp_path):
 
 KILLED_RUN = """
 import sys
-from prodkit.config import compose
-from prodkit.data import load_dataset
-from prodkit.split import split_dataset
-from prodkit.model import build_model
-from prodkit.train import fit
+from prodkit.core.config import compose
+from prodkit.research.data import load_dataset
+from prodkit.research.split import split_dataset
+from prodkit.research.model import build_model
+from prodkit.research.train import fit
 cfg = compose(overrides=sys.argv[2:])
 split = split_dataset(load_dataset(cfg.data), cfg.data, seed=cfg.seed)
 fit(build_model(cfg.model, split.inputs, seed=cfg.seed), split, cfg.train, seed=cfg.seed, checkpoint_dir=sys.argv[1])
