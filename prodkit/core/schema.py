@@ -14,9 +14,10 @@ from omegaconf import MISSING
 
 # %% auto #0
 __all__ = ['INTERVAL', 'ranged', 'range_of', 'PathsConfig', 'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec',
-           'DataConfig', 'ModelConfig', 'Optimizer', 'Monitor', 'TrainConfig', 'TrackingMode', 'TrackingConfig',
-           'JobConfig', 'ParityConfig', 'SpeedConfig', 'ExportConfig', 'GatesConfig', 'RegistryConfig', 'BaselineRule',
-           'BaselineConfig', 'PredictionLogConfig', 'ServeConfig', 'InferConfig', 'DriftConfig', 'ProdkitConfig']
+           'Impute', 'DataConfig', 'Encoding', 'ModelConfig', 'Optimizer', 'Monitor', 'TrainConfig', 'TrackingMode',
+           'TrackingConfig', 'JobConfig', 'ParityConfig', 'SpeedConfig', 'ExportConfig', 'GatesConfig',
+           'RegistryConfig', 'BaselineRule', 'BaselineConfig', 'PredictionLogConfig', 'ServeConfig', 'InferConfig',
+           'DriftConfig', 'ProdkitConfig']
 
 # %% ../../nbs/core/00_schema.ipynb #1a0a31e4
 INTERVAL = re.compile(r"(whole )?([\[(])(-inf|-?[\d.]+(?:e[+-]?\d+)?), (inf|-?[\d.]+(?:e[+-]?\d+)?)([\])])")  # `[1, 65535]`, `(0, 1]`, `whole [1, inf)`
@@ -62,7 +63,8 @@ class OutlierConfig:
 @dataclass
 class ColumnSpec:
     name: str = MISSING           # column name (a regular expression when `regex`)
-    dtype: str = "float64"        # pandas dtype as read from the file: float64, int64, str
+    dtype: str = "float64"        # pandas dtype as read from the file: float64, int64, str (str: a categorical input)
+    category: bool = False        # a categorical input even if its values are numbers (a vocabulary is learned)
     min: float | None = ranged(None, "(-inf, inf)")  # smallest allowed value
     max: float | None = ranged(None, "(-inf, inf)")  # largest allowed value
     isin: list | None = None      # allowed values (labels, categories)
@@ -70,12 +72,17 @@ class ColumnSpec:
     regex: bool = False           # `name` matches several columns, e.g. `pixel_\\d_\\d`
     pii: bool = False             # personal data: hashed or left out of prediction logs
 
+class Impute(str, Enum):
+    "What a missing number becomes inside the model"
+    median = "median"
+    mean = "mean"
+
 @dataclass
 class DataConfig:
     name: str = MISSING                 # dataset name, e.g. breast_cancer
     path: str = MISSING                 # the file the pipeline reads
     source: str | None = None           # creates `path` on first use: sklearn:breast_cancer, sklearn:digits, synthetic; None: it must exist
-    target: str = "target"              # label column, class indices 0..k-1
+    target: str = "target"              # label column: class names (strings) or integers; declared `isin` fixes their order
     val_fraction: float = ranged(0.2, "(0, 1)")  # share of rows for validation
     test_fraction: float = ranged(0.2, "(0, 1)")  # share of rows for the final test
     stratify: bool = True               # keep the label distribution equal across the split
@@ -90,8 +97,15 @@ class DataConfig:
     n_features: int | None = ranged(None, "[1, inf)")  # synthetic: feature columns to generate
     generator_seed: int = ranged(0, "[0, 4294967295]")  # synthetic: seed of the generator (not the training seed)
     feedback: str | None = None         # a feedback dataset (production rows with late labels) trained on alongside `path`
+    max_categories: int = ranged(50, "[1, inf)")  # per categorical column: the most frequent training values kept; rarer ones share the out-of-vocabulary bucket
+    impute: Impute = Impute.median      # a missing number becomes the training median or mean (inside the model)
 
 # %% ../../nbs/core/00_schema.ipynb #b7ca2195
+class Encoding(str, Enum):
+    "How a categorical input enters the network"
+    onehot = "onehot"        # one column per known value, plus the missing and out-of-vocabulary buckets
+    embedding = "embedding"  # a learned vector per value (`model.embedding_dim`)
+
 @dataclass
 class ModelConfig:
     name: str = MISSING                                  # architecture: mlp or cnn
@@ -99,6 +113,8 @@ class ModelConfig:
     dropout: float = ranged(0.1, "[0, 1)")  # dropout probability
     channels: list[int] = ranged([16, 32], "[1, inf)")  # cnn: output channels of each convolution block
     kernel_size: int = ranged(3, "[1, inf)")  # cnn: convolution kernel size
+    categorical: Encoding = Encoding.onehot  # how categorical inputs enter the network: onehot or embedding
+    embedding_dim: int = ranged(4, "[1, inf)")  # categorical=embedding: the size of each column's embedding
 
 # %% ../../nbs/core/00_schema.ipynb #7c0d3ddb
 class Optimizer(str, Enum):

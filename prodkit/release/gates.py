@@ -74,5 +74,6 @@ def format_gate_table(results: list[dict]) -> str:
 # %% ../../nbs/release/31_gates.ipynb #966ac4b6
 def leakage_rows(train: pd.DataFrame, test: pd.DataFrame, features: list[str]) -> int:
     "How many test rows have exactly the feature values of some training row"
-    h = lambda f: pd.util.hash_pandas_object(f[features].astype("float64"), index=False).to_numpy()
+    as_hashed = lambda c: c.astype("float64") if pd.api.types.is_numeric_dtype(c) else c.astype(object).where(c.notna(), None).astype(str)
+    h = lambda f: pd.util.hash_pandas_object(f[features].apply(as_hashed), index=False).to_numpy()   # 1 and 1.0 hash alike
     return int(np.isin(h(test), h(train)).sum())

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from ..research.data import load_dataset
@@ -17,7 +18,7 @@ from ..research.split import Split, split_dataset
 from ..research.evaluate import classification_metrics
 from .gates import evaluate_gates, gate_failures, gates_passed, leakage_rows
 from ..research.model import Classifier, load_model, to_tensors, weights_sha256
-from .onnx import export_onnx, onnx_metadata, onnx_predict, ort_session, parity_report, speed_table
+from .onnx import export_onnx, onnx_metadata, onnx_predict, ort_session, parity_report, parity_rows, speed_table
 from .registry import ModelRegistry, ModelVersion
 from ..jobs.runs import RunNotFound, RunRecord, find_run, list_runs
 from ..core.atomic import write_atomic, write_json
@@ -77,10 +78,10 @@ def load_train_run(ref: str | None, runs_dir: str | Path) -> TrainedRun:
     return TrainedRun(rec, cfg, model, split, ref_stats)
 
 # %% ../../nbs/release/34_release.ipynb #d7725f8a
-def holdout_arrays(trained: TrainedRun) -> tuple[np.ndarray, np.ndarray]:
-    "The test rows as float32 features and int labels"
-    x, y = to_tensors(trained.split.test, trained.model.inputs)
-    return x.numpy(), y.numpy()
+def holdout_arrays(trained: TrainedRun) -> tuple[pd.DataFrame, np.ndarray]:
+    "The test rows as the raw feature columns the ONNX file takes, and int labels"
+    _, y = to_tensors(trained.split.test, trained.model.inputs)
+    return trained.split.test[list(trained.model.inputs.features)].reset_index(drop=True), y.numpy()
 
 def onnx_metrics(model: bytes | Path, x: np.ndarray, y: np.ndarray) -> dict:
     "Accuracy, F1, ROC AUC, ECE of an ONNX model on rows `x`, labels `y`"
@@ -105,7 +106,7 @@ def _provenance(rec: RunRecord) -> dict:
 def _measure(cfg: DictConfig, trained: TrainedRun, onnx_bytes: bytes, facts: dict, x: np.ndarray, y: np.ndarray) -> tuple[dict, dict, list]:
     "(measured metrics, parity report, speed rows)"
     p = cfg.export.parity
-    parity = parity_report(trained.model, onnx_bytes, x, list(p.batch_sizes), dict(p.tolerances))
+    parity = parity_report(trained.model, onnx_bytes, parity_rows(x, trained.model.inputs), list(p.batch_sizes), dict(p.tolerances))
     s = cfg.export.speed
     speed = speed_table(trained.model, onnx_bytes, x, batches=sorted({1, *s.batch_sizes}), threads=(1, None),
                         warmup=s.warmup, repeats=s.repeats, budget_s=s.budget_s)

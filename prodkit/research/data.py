@@ -68,7 +68,11 @@ def _synthetic(cfg: DictConfig) -> pd.DataFrame:
     if cfg.n_rows is None or cfg.n_features is None: raise DataError("data.source=synthetic needs data.n_rows and data.n_features")
     return synthetic_frame(cfg.n_rows, cfg.n_features, cfg.generator_seed)
 
-SOURCES = {"sklearn:breast_cancer": _breast_cancer, "sklearn:digits": _digits, "synthetic": _synthetic}
+def _penguins(cfg: DictConfig) -> pd.DataFrame:
+    from palmerpenguins import load_penguins   # the table ships inside the package: no download
+    return load_penguins()
+
+SOURCES = {"sklearn:breast_cancer": _breast_cancer, "sklearn:digits": _digits, "palmerpenguins": _penguins, "synthetic": _synthetic}
 
 # %% ../../nbs/research/10_data.ipynb #b0cdaa88
 def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:

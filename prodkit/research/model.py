@@ -16,13 +16,13 @@ from omegaconf import DictConfig
 from torch import nn
 
 from ..core.config import to_dict
-from .split import InputSpec
+from .split import InputSpec, category_text
 from ..core.atomic import write_atomic
 
 # %% auto #0
-__all__ = ['ARCHITECTURES', 'MODEL_FORMAT', 'ModelError', 'Standardize', 'MLP', 'CNN', 'Classifier', 'build_model',
-           'weights_sha256', 'to_tensors', 'predict_proba', 'save_torch_atomic', 'model_payload', 'save_model',
-           'model_from_payload', 'load_model']
+__all__ = ['MISSING_CODE', 'OOV_CODE', 'ARCHITECTURES', 'MODEL_FORMAT', 'ModelError', 'Standardize', 'encode_features', 'Encode',
+           'MLP', 'CNN', 'Classifier', 'build_model', 'weights_sha256', 'to_tensors', 'label_indices', 'predict_proba',
+           'save_torch_atomic', 'model_payload', 'save_model', 'model_from_payload', 'load_model']
 
 # %% ../../nbs/research/12_model.ipynb #3bf13947
 class ModelError(ValueError):
@@ -30,15 +30,51 @@ class ModelError(ValueError):
 
 # %% ../../nbs/research/12_model.ipynb #b1f27d9d
 class Standardize(nn.Module):
-    "`(x - mean) / std` per feature; a missing value (NaN) becomes 0, the training mean"
-    def __init__(self, mean: list[float], std: list[float]):
+    "`(x - mean) / std` per feature; a missing value (NaN) becomes `fill` (default: the training mean, so 0)"
+    def __init__(self, mean: list[float], std: list[float], fill: list[float] | None = None):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+        z = [(f - m) / s for f, m, s in zip(fill, mean, std)] if fill is not None else [0.0] * len(mean)
+        self.register_buffer("fill_z", torch.tensor(z, dtype=torch.float32), persistent=False)   # from the InputSpec, not a weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = (x - self.mean) / self.std
-        return torch.where(torch.isnan(z), torch.zeros_like(z), z)   # inf stays inf: training fails loudly on it
+        return torch.where(torch.isnan(z), self.fill_z.expand_as(z), z)   # inf stays inf: training fails loudly on it
+
+# %% ../../nbs/research/12_model.ipynb #2ede2bc6
+MISSING_CODE, OOV_CODE = 0, 1   # the two buckets every categorical column has, before its vocabulary
+
+def encode_features(frame: pd.DataFrame, inputs: InputSpec) -> np.ndarray:
+    "float32 [n, F]: numbers as they are (NaN when missing), categorical columns as codes"
+    x = np.empty((len(frame), inputs.n_features), dtype=np.float32)
+    for j, c in enumerate(inputs.features):
+        if c in inputs.categories:
+            index = {v: i + 2 for i, v in enumerate(inputs.categories[c])} | {"": MISSING_CODE}
+            x[:, j] = category_text(frame[c]).map(lambda v: index.get(v, OOV_CODE)).to_numpy(dtype=np.float32)
+        else: x[:, j] = pd.to_numeric(frame[c], errors="raise").to_numpy(dtype=np.float32, na_value=np.nan)
+    return x
+
+class Encode(nn.Module):
+    "The network's input from `encode_features` rows `x` and their standardized values `z`: numbers, missing indicators, categoricals one-hot or embedded"
+    def __init__(self, inputs: InputSpec, encoding: str = "onehot", embedding_dim: int = 4):
+        super().__init__()
+        feats = list(inputs.features)
+        self.num = [j for j, c in enumerate(feats) if c not in inputs.categories]
+        self.cat = [(feats.index(c), len(v) + 2) for c, v in inputs.categories.items()]
+        self.ind = [feats.index(c) for c in inputs.nullable if c in feats]
+        self.plain = not self.cat and not self.ind   # numbers only: exactly the standardized rows, as before
+        self.onehot = str(encoding).endswith("onehot")
+        self.embed = nn.ModuleList([] if self.onehot else [nn.Embedding(k, embedding_dim) for _, k in self.cat])
+        self.out_features = len(self.num) + len(self.ind) + sum(k if self.onehot else embedding_dim for _, k in self.cat)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        if self.plain: return z
+        parts = [z[:, self.num]] + ([torch.isnan(x[:, self.ind]).float()] if self.ind else [])
+        for i, (j, k) in enumerate(self.cat):
+            code = torch.nan_to_num(x[:, j], nan=MISSING_CODE).clamp(0, k - 1).long()
+            parts.append((code.unsqueeze(1) == torch.arange(k)).float() if self.onehot else self.embed[i](code))
+        return torch.cat(parts, dim=1)
 
 # %% ../../nbs/research/12_model.ipynb #c06ab720
 class MLP(nn.Module):
@@ -71,18 +107,23 @@ class CNN(nn.Module):
 
 # %% ../../nbs/research/12_model.ipynb #013f3b57
 class Classifier(nn.Module):
-    "A network behind input standardization, with the `InputSpec` and model config it was built from"
-    def __init__(self, net: nn.Module, inputs: InputSpec, config: dict):
+    "A network behind input standardization and encoding, with the `InputSpec` and model config it was built from"
+    def __init__(self, net: nn.Module, inputs: InputSpec, config: dict, encode: Encode | None = None):
         super().__init__()
-        self.standardize = Standardize(inputs.mean, inputs.std)
+        self.standardize = Standardize(inputs.mean, inputs.std, inputs.fill)
+        self.encode = encode or Encode(inputs)
         self.net = net
         self.inputs, self.config = inputs, config
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor: return self.net(self.standardize(x))
+    def forward(self, x: torch.Tensor) -> torch.Tensor: return self.net(self.encode(x, self.standardize(x)))
 
-ARCHITECTURES = {
-    "mlp": lambda c, s: MLP(s.n_features, s.n_classes, list(c["hidden"]), c["dropout"]),
-    "cnn": lambda c, s: CNN(s.input_shape, s.n_classes, list(c["channels"]), list(c["hidden"]), c["dropout"], c["kernel_size"]),
+def _cnn(c, s, d):
+    if s.categories: raise ModelError(f"model=cnn takes an image of numbers; {list(s.categories)} are categorical: use model=mlp")
+    return CNN(s.input_shape, s.n_classes, list(c["channels"]), list(c["hidden"]), c["dropout"], c["kernel_size"])
+
+ARCHITECTURES = {   # name -> (model config, InputSpec, width of the encoded input) -> network
+    "mlp": lambda c, s, d: MLP(d, s.n_classes, list(c["hidden"]), c["dropout"]),
+    "cnn": _cnn,
 }
 
 def build_model(
@@ -95,7 +136,8 @@ def build_model(
     if c["name"] not in ARCHITECTURES: raise ModelError(f"model.name={c['name']!r} is unknown; known: {', '.join(ARCHITECTURES)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Classifier(ARCHITECTURES[c["name"]](c, inputs), inputs, c)
+        encode = Encode(inputs, c.get("categorical", "onehot"), c.get("embedding_dim", 4))
+        return Classifier(ARCHITECTURES[c["name"]](c, inputs, encode.out_features), inputs, c, encode)
 
 # %% ../../nbs/research/12_model.ipynb #27de201b
 def weights_sha256(weights: nn.Module | Mapping[str, torch.Tensor]) -> str:
@@ -115,9 +157,15 @@ def to_tensors(frame: pd.DataFrame, inputs: InputSpec) -> tuple[torch.Tensor, to
     "Features as float32 and labels as int64 (None when `frame` has no label column)"
     missing = [c for c in inputs.features if c not in frame.columns]
     if missing: raise ModelError(f"the model needs columns {missing[:5]}{' ...' if len(missing) > 5 else ''}, which the frame lacks")
-    x = torch.from_numpy(frame[inputs.features].to_numpy(dtype=np.float32, copy=True))
-    y = torch.from_numpy(frame[inputs.target].to_numpy(dtype=np.int64, copy=True)) if inputs.target in frame.columns else None
-    return x, y
+    x = torch.from_numpy(encode_features(frame, inputs))
+    return x, (torch.from_numpy(label_indices(frame[inputs.target], inputs)) if inputs.target in frame.columns else None)
+
+def label_indices(labels: pd.Series, inputs: InputSpec) -> np.ndarray:
+    "int64 class indices of `labels` (names or integers); `ModelError` names labels the model does not know"
+    index = {c: i for i, c in enumerate(inputs.class_names)}
+    names = category_text(labels)
+    if unknown := sorted(set(names) - set(index)): raise ModelError(f"labels {unknown[:5]} are not among the model's classes {inputs.class_names[:10]}")
+    return names.map(index).to_numpy(dtype=np.int64)
 
 @torch.inference_mode()
 def predict_proba(model: Classifier, frame: pd.DataFrame, batch_size: int = 4096) -> np.ndarray:

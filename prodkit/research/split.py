@@ -6,7 +6,7 @@
 from __future__ import annotations
 import hashlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -15,8 +15,9 @@ from omegaconf import DictConfig
 from .data import DataError, Dataset, feature_columns
 
 # %% auto #0
-__all__ = ['QUANTILES', 'DRIFT_BINS', 'SAMPLE_SIZE', 'row_hash', 'InputSpec', 'Split', 'input_spec', 'split_dataset',
-           'quantile_bins', 'column_stats', 'reference_stats']
+__all__ = ['QUANTILES', 'DRIFT_BINS', 'SAMPLE_SIZE', 'row_hash', 'InputSpec', 'Split', 'category_text', 'class_names',
+           'categorical_columns', 'vocabulary', 'input_spec', 'split_dataset', 'quantile_bins', 'column_stats',
+           'reference_stats']
 
 # %% ../../nbs/research/11_split.ipynb #3ec9208d
 def row_hash(index) -> str:
@@ -28,13 +29,19 @@ class InputSpec:
     "What the model takes in and predicts"
     features: list[str]      # input columns, in order
     target: str              # label column
-    n_classes: int           # labels are 0..n_classes-1
+    n_classes: int           # the model answers one of n_classes classes
     input_shape: list[int]   # shape of one example, e.g. [30] or [1, 8, 8]
-    mean: list[float]        # per feature, on the training rows
-    std: list[float]         # per feature, on the training rows (1 where constant)
+    mean: list[float]        # per feature, on the training rows (a categorical column: 0)
+    std: list[float]         # per feature, on the training rows (1 where constant or categorical)
+    classes: list[str] | None = None   # class names in output order; None: "0".."n_classes-1"
+    categories: dict[str, list[str]] = field(default_factory=dict)  # categorical column -> its vocabulary (training values)
+    fill: list[float] | None = None    # what a missing number becomes, per feature; None: the mean
+    nullable: list[str] = field(default_factory=list)  # columns that may be missing: each gets a missing-indicator input
 
     @property
     def n_features(self) -> int: return len(self.features)
+    @property
+    def class_names(self) -> list[str]: return list(self.classes) if self.classes is not None else [str(i) for i in range(self.n_classes)]
     def to_dict(self) -> dict: return asdict(self)
     @classmethod
     def from_dict(cls, d: dict) -> InputSpec: return cls(**d)
@@ -59,29 +66,58 @@ class Split:
                     rows={k: len(getattr(self, k)) for k in ("train", "val", "test")})
 
 # %% ../../nbs/research/11_split.ipynb #9c804cab
-def _n_classes(frame: pd.DataFrame, cfg: DictConfig) -> int:
-    y = frame[cfg.target]
-    declared = next((c.isin for c in cfg.columns if c.name == cfg.target and not c.regex and c.isin is not None), None)
-    if not pd.api.types.is_integer_dtype(y) or (len(y) and y.min() < 0):
-        raise DataError(f"label column {cfg.target!r} must hold class indices 0..k-1 (int64), got dtype {y.dtype}")
-    if declared is not None:
-        if sorted(declared) != list(range(len(declared))):
-            raise DataError(f"data.columns declares {cfg.target!r} isin {list(declared)}; labels must be 0..k-1")
-        return len(declared)
-    return int(y.max()) + 1
+def category_text(values: pd.Series) -> pd.Series:
+    "Categorical values as the strings the vocabulary holds: whole numbers without '.0', missing as ''"
+    def text(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA: return ""
+        if isinstance(v, (float, np.floating)) and float(v).is_integer(): return str(int(v))
+        return str(v)
+    return values.map(text).astype(object)
 
-def input_spec(train: pd.DataFrame, n_classes: int, cfg: DictConfig) -> InputSpec:
-    "The model's inputs, with the feature statistics of the training rows `train`"
+def class_names(frame: pd.DataFrame, cfg: DictConfig) -> list[str]:
+    "The label's classes in output order: declared `isin`, else 0..k-1 for class indices, else the sorted values"
+    y = frame[cfg.target]
+    if y.isna().any(): raise DataError(f"label column {cfg.target!r} has {int(y.isna().sum())} missing values (rows {list(np.flatnonzero(y.isna())[:5])})")
+    declared = next((c.isin for c in cfg.columns if c.name == cfg.target and not c.regex and c.isin is not None), None)
+    if declared is not None: return [str(v) for v in declared]
+    if pd.api.types.is_integer_dtype(y) and len(y) and y.min() >= 0:
+        return [str(i) for i in range(int(y.max()) + 1)]   # class indices, as before: the classes are 0..max
+    if pd.api.types.is_float_dtype(y): raise DataError(f"label column {cfg.target!r} holds floats ({y.dtype}): a classifier needs class names or integers")
+    return sorted(category_text(y).unique().tolist())
+
+def categorical_columns(train: pd.DataFrame, features: list[str], cfg: DictConfig) -> list[str]:
+    "Features that are categorical: declared `dtype: str` or `category: true`, or holding strings"
+    import re
+    def declared(c): return next((s for s in cfg.columns if (re.fullmatch(s.name, c) if s.regex else s.name == c)), None)
+    return [c for c in features if (s := declared(c)) is not None and (s.category or s.dtype in ("str", "object", "category"))
+            or not pd.api.types.is_numeric_dtype(train[c])]
+
+def vocabulary(values: pd.Series, max_categories: int) -> list[str]:
+    "The `max_categories` most frequent non-missing values (ties by name); the rest go to the out-of-vocabulary bucket"
+    counts = category_text(values).value_counts()
+    counts = counts[counts.index != ""]
+    return sorted(counts.index, key=lambda v: (-counts[v], v))[:max_categories]
+
+# %% ../../nbs/research/11_split.ipynb #b56cfbb0
+def input_spec(train: pd.DataFrame, classes: list[str], cfg: DictConfig) -> InputSpec:
+    "The model's inputs, with the feature statistics and vocabularies of the training rows `train`"
+    import re
     features = feature_columns(train, cfg)
-    not_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(train[c])]
-    if not_numeric: raise DataError(f"columns {not_numeric} are not numeric: add them to data.exclude, or encode them as numbers")
+    cats = categorical_columns(train, features, cfg)
     shape = list(cfg.input_shape) if cfg.input_shape is not None else [len(features)]
     if math.prod(shape) != len(features):
         raise DataError(f"data.input_shape={shape} holds {math.prod(shape)} values but there are {len(features)} feature columns")
-    x = train[features].to_numpy(dtype="float64")
+    nums = [c for c in features if c not in cats]
+    x = train[nums].to_numpy(dtype="float64") if nums else np.zeros((len(train), 0))
     mean, std = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
+    fill = np.nanmedian(x, axis=0) if str(getattr(cfg, "impute", "mean")).endswith("median") else mean
     std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
-    return InputSpec(features, cfg.target, n_classes, shape, [float(v) for v in np.nan_to_num(mean)], [float(v) for v in std])
+    stats = {c: (float(np.nan_to_num(m)), float(s), float(np.nan_to_num(f))) for c, m, s, f in zip(nums, mean, std, fill)}
+    nullable = [c for c in features if any((re.fullmatch(s.name, c) if s.regex else s.name == c) and s.nullable for s in cfg.columns)]
+    return InputSpec(features, cfg.target, len(classes), shape, [stats.get(c, (0.0, 1.0, 0.0))[0] for c in features],
+                     [stats.get(c, (0.0, 1.0, 0.0))[1] for c in features], classes=list(classes),
+                     categories={c: vocabulary(train[c], cfg.max_categories) for c in cats},
+                     fill=[stats.get(c, (0.0, 1.0, 0.0))[2] for c in features], nullable=nullable)
 
 # %% ../../nbs/research/11_split.ipynb #e6fbe79d
 def split_dataset(
@@ -95,7 +131,7 @@ def split_dataset(
     fv, ft = cfg.val_fraction, cfg.test_fraction
     if not (0 < fv < 1 and 0 < ft < 1 and fv + ft < 1):
         raise DataError(f"data.val_fraction={fv} and data.test_fraction={ft} must be in (0, 1) with a sum below 1")
-    n_classes = _n_classes(frame, cfg)
+    classes = class_names(frame, cfg)
     y = frame[cfg.target]
     try:
         rest, test = train_test_split(frame.index, test_size=ft, random_state=seed, stratify=y if cfg.stratify else None)
@@ -104,7 +140,7 @@ def split_dataset(
         raise DataError(f"cannot split {len(frame)} rows of {cfg.name} (val {fv}, test {ft}): {e}; "
                         "use more rows, other fractions, or data.stratify=false") from None
     parts = [frame.loc[np.sort(ix)] for ix in (train, val, test)]
-    return Split(*parts, inputs=input_spec(parts[0], n_classes, cfg), seed=seed, data_version=version)
+    return Split(*parts, inputs=input_spec(parts[0], classes, cfg), seed=seed, data_version=version)
 
 # %% ../../nbs/research/11_split.ipynb #7b2a34fd
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)

@@ -121,7 +121,7 @@ def _score_chunk(model: OnnxModel, rows: np.ndarray, frame: pd.DataFrame, margin
     "Write one chunk's predictions and quarantined rows, count its problems in `kinds`; return its number of invalid rows"
     schema = model.schema
     x, ok, why = check_frame(frame, schema, margin)
-    if len(x): writer.write(pd.concat([pd.DataFrame({"row": rows[ok]}), prediction_frame(model.predict(x), schema, model.version)], axis=1))
+    if ok.any(): writer.write(pd.concat([pd.DataFrame({"row": rows[ok]}), prediction_frame(model.predict(x), schema, model.version)], axis=1))
     if not ok.all():
         q = frame[~ok].astype(str).reset_index(drop=True)
         qwriter.write(pd.concat([pd.DataFrame({"row": rows[~ok], "reason": why[~ok]}), q], axis=1))

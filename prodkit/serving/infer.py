@@ -42,6 +42,8 @@ class ModelSchema:
     labels: tuple[str, ...]         # class labels, in output column order
     lo: np.ndarray = field(repr=False)  # training minimum per feature (-inf when unknown)
     hi: np.ndarray = field(repr=False)  # training maximum per feature (+inf when unknown)
+    strings: frozenset = frozenset()    # categorical features: string columns, any value answered (unseen ones too)
+    nullable: frozenset = frozenset()   # features that may be missing: the model imputes them
 
     @property
     def n_features(self) -> int: return len(self.features)
@@ -56,7 +58,10 @@ class ModelSchema:
             feats, ranges = tuple(i["features"]), i.get("ranges") or {}
             lo = np.array([_bound(ranges.get(f), "min", -np.inf) for f in feats], dtype=np.float64)
             hi = np.array([_bound(ranges.get(f), "max", np.inf) for f in feats], dtype=np.float64)
-            return cls(i["name"], feats, o["name"], tuple(str(l) for l in o["labels"]), lo, hi)
+            cols = {c["name"]: c for c in i.get("columns") or []}
+            return cls(i["name"], feats, o["name"], tuple(str(l) for l in o["labels"]), lo, hi,
+                       frozenset(f for f in feats if cols.get(f, {}).get("dtype") == "string"),
+                       frozenset(f for f in feats if cols.get(f, {}).get("nullable")))
         except (KeyError, TypeError) as e: raise InferenceError(f"model metadata lacks {e}: not a prodkit.onnx/1 model") from None
 
 # %% ../../nbs/serving/50_infer.ipynb #657c2dcb
@@ -81,14 +86,17 @@ class OnnxModel:
         if raw is None: raise InferenceError(f"the model has no '{META_KEY}' metadata: export it with prodkit.release.onnx")
         self.metadata = json.loads(raw)
         self.schema = ModelSchema.from_metadata(self.metadata)
+        self.columns = [i.name for i in self.session.get_inputs()] != [self.schema.input_name]   # one input per raw column
         names = [o.name for o in self.session.get_outputs()]
         if self.schema.output_name not in names: raise InferenceError(f"the model has no output {self.schema.output_name!r} (it has {names})")
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        "Class probabilities [batch, n_classes] for float rows `x` [batch, n_features]"
+    def predict(self, x: np.ndarray | dict) -> np.ndarray:
+        "Class probabilities [batch, n_classes] for float rows `x` [batch, n_features], or a dict of raw columns (`check_frame`'s)"
+        if isinstance(x, dict): return self.session.run([self.schema.output_name], x)[0]
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.schema.n_features:
             raise InputError(f"input has shape {list(x.shape)}, the model takes [batch, {self.schema.n_features}]")
+        if self.columns: return self.session.run([self.schema.output_name], {f: np.ascontiguousarray(x[:, j]) for j, f in enumerate(self.schema.features)})[0]
         return self.session.run([self.schema.output_name], {self.schema.input_name: x})[0]
 
     def __repr__(self): return f"OnnxModel(version={self.version}, features={self.schema.n_features}, labels={list(self.schema.labels)}, sha256={self.sha256[:12]})"
@@ -109,17 +117,29 @@ def _reasons_for(col: str, raw: pd.Series, margin: float | None, lo: float, hi: 
         why[out] = [f"'{col}'={v:.6g} outside training range [{lo:.6g}, {hi:.6g}] + margin {margin:g}" for v in vals[out]]
     return vals, why
 
-def check_frame(frame: pd.DataFrame, schema: ModelSchema, margin: float | None = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "(float32 features of the valid rows, boolean mask of valid rows, reason per row: '' when valid)"
+def _text(v) -> str:
+    "A categorical value as the model's vocabulary spells it: whole numbers without '.0', missing as ''"
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)): return ""
+    return str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v)
+
+def check_frame(frame: pd.DataFrame, schema: ModelSchema, margin: float | None = 0.5) -> tuple[np.ndarray | dict, np.ndarray, np.ndarray]:
+    "(the valid rows: float32 features, or a dict of raw columns when the model takes strings; boolean mask of valid rows; reason per row)"
     n = len(frame)
     reasons = np.full(n, "", dtype=object)
     x = np.empty((n, schema.n_features), dtype=np.float32)
+    text = {}
     for j, col in enumerate(schema.features):
         if col not in frame.columns: reasons = _join(reasons, np.full(n, f"missing column '{col}'", dtype=object)); continue
+        if col in schema.strings:
+            text[col] = frame[col].map(_text).to_numpy(dtype=object)
+            if col not in schema.nullable: reasons = _join(reasons, np.where(text[col] == "", f"'{col}' is missing", ""))
+            continue
         vals, why = _reasons_for(col, frame[col], margin, schema.lo[j], schema.hi[j])
+        if col in schema.nullable: why[np.isnan(vals) & (why == f"'{col}' is missing or NaN")] = ""   # the model imputes it
         x[:, j] = vals; reasons = _join(reasons, why)
     ok = reasons == ""
-    return x[ok], ok, reasons
+    if not schema.strings: return x[ok], ok, reasons
+    return {f: (text[f][ok] if f in schema.strings else np.ascontiguousarray(x[ok, j])) for j, f in enumerate(schema.features)}, ok, reasons
 
 def _join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     "Element-wise '; '-join of two reason arrays, skipping empty ones"
