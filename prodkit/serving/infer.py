@@ -96,18 +96,18 @@ class OnnxModel:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.schema.n_features:
             raise InputError(f"input has shape {list(x.shape)}, the model takes [batch, {self.schema.n_features}]")
-        if self.columns: return self.session.run([self.schema.output_name], {f: np.ascontiguousarray(x[:, j]) for j, f in enumerate(self.schema.features)})[0]
+        if self.columns: raise InputError("the model takes raw columns, strings among them: pass a dict of columns (`check_frame`'s), not a float matrix")
         return self.session.run([self.schema.output_name], {self.schema.input_name: x})[0]
 
     def __repr__(self): return f"OnnxModel(version={self.version}, features={self.schema.n_features}, labels={list(self.schema.labels)}, sha256={self.sha256[:12]})"
 
 # %% ../../nbs/serving/50_infer.ipynb #82b846ba
-def _reasons_for(col: str, raw: pd.Series, margin: float | None, lo: float, hi: float) -> tuple[np.ndarray, pd.Series]:
+def _reasons_for(col: str, raw: pd.Series, margin: float | None, lo: float, hi: float, nullable: bool = False) -> tuple[np.ndarray, pd.Series]:
     "Float values of one column and a reason per row ('' when the value is fine)"
     num = pd.to_numeric(raw, errors="coerce") if not pd.api.types.is_numeric_dtype(raw) or raw.dtype == bool else raw
     vals = num.to_numpy(dtype=np.float64, na_value=np.nan)
     why = np.full(len(vals), "", dtype=object)
-    why[np.isnan(vals)] = f"'{col}' is missing or NaN"
+    if not nullable: why[np.isnan(vals)] = f"'{col}' is missing or NaN"   # nullable: the model imputes it
     if num is not raw: why[np.isnan(vals) & raw.notna().to_numpy()] = f"'{col}' is not a number"
     why[np.isinf(vals)] = f"'{col}' is inf"
     why[np.isfinite(vals) & (np.abs(vals) > F32_MAX)] = f"'{col}' is beyond float32's range (±3.4e38)"
@@ -134,8 +134,7 @@ def check_frame(frame: pd.DataFrame, schema: ModelSchema, margin: float | None =
             text[col] = frame[col].map(_text).to_numpy(dtype=object)
             if col not in schema.nullable: reasons = _join(reasons, np.where(text[col] == "", f"'{col}' is missing", ""))
             continue
-        vals, why = _reasons_for(col, frame[col], margin, schema.lo[j], schema.hi[j])
-        if col in schema.nullable: why[np.isnan(vals) & (why == f"'{col}' is missing or NaN")] = ""   # the model imputes it
+        vals, why = _reasons_for(col, frame[col], margin, schema.lo[j], schema.hi[j], col in schema.nullable)
         x[:, j] = vals; reasons = _join(reasons, why)
     ok = reasons == ""
     if not schema.strings: return x[ok], ok, reasons
