@@ -35,7 +35,7 @@ def test_chunked_equals_one_shot(setup):
     assert cli(infer, d/"in.parquet", d/"chunked.csv", "--registry", reg.path, "--chunk-size", 7, "-q")[0] == 0
     a, b = pd.read_parquet(d/"one.parquet"), pd.read_csv(d/"chunked.csv")
     assert a.row.tolist() == b.row.tolist() == list(range(2000))
-    np.testing.assert_allclose(a[["p_0", "p_1", "confidence"]], b[["p_0", "p_1", "confidence"]], atol=1e-6)
+    np.testing.assert_allclose(a[["proba_0", "proba_1", "confidence"]], b[["proba_0", "proba_1", "confidence"]], atol=1e-6)
     assert (a.label == b.label.astype(str)).all() and set(b.model_version) == {2}
     assert cli(infer, d/"in.csv", d/"v1.csv", "--registry", reg.path, "--model", "v1", "-q")[0] == 0
     assert set(pd.read_csv(d/"v1.csv").model_version) == {1}

@@ -283,6 +283,8 @@ class DriftConfig:
     p_value: float = ranged(0.05, "(0, 1]")  # a test's p-value counts only together with a distance over `distance`
     missing_warn: float = ranged(0.05, "(0, 1]")  # change in the share of missing values at or above this: warn
     missing_alert: float = ranged(0.2, "(0, 1]")  # change in the share of missing values at or above this: alert
+    unseen_warn: float = ranged(0.01, "(0, 1]")  # a categorical column's share of values never seen in training (the model's out-of-vocabulary bucket) at or above this: warn
+    unseen_alert: float = ranged(0.1, "(0, 1]")  # ... at or above this: alert
     dataset_share: float = ranged(0.3, "(0, 1]")  # dataset drift (alert) when at least this share of the features drift
     smoothing: float = ranged(0.5, "(0, inf)")  # added to every bin's count, so an empty bin never gives 0 or inf
     min_rows: int = ranged(30, "[1, inf)")  # fewer current rows than this: no tests on a feature (reported)

@@ -97,6 +97,7 @@ class FeatureDrift:
     rows: int = 0                    # current non-missing values
     missing_ref: float = 0.0         # share of missing values in the reference
     missing_cur: float = 0.0         # ... and in the current data
+    unseen: float | None = None      # categorical: share of current values never seen in training (the model answers them from its out-of-vocabulary bucket)
     psi: float | None = None
     psi_p_value: float | None = None  # chi-square p-value on the PSI bins: PSI counts only when below `p_value`
     distance: float | None = None    # normalized Wasserstein (numeric) or Jensen-Shannon (categorical)
@@ -116,6 +117,8 @@ def judge(f: FeatureDrift, cfg: DriftConfig) -> FeatureDrift:
     dm = f.missing_cur - f.missing_ref
     if abs(dm) >= cfg.missing_alert: flag("alert", f"missing {f.missing_ref:.1%} -> {f.missing_cur:.1%}")
     elif abs(dm) >= cfg.missing_warn: flag("warn", f"missing {f.missing_ref:.1%} -> {f.missing_cur:.1%}")
+    if f.unseen is not None and f.unseen >= cfg.unseen_alert: flag("alert", f"{f.unseen:.1%} of values never seen in training (>= {cfg.unseen_alert:.0%})")
+    elif f.unseen is not None and f.unseen >= cfg.unseen_warn: flag("warn", f"{f.unseen:.1%} of values never seen in training (>= {cfg.unseen_warn:.0%})")
     significant = f.psi_p_value is None or f.psi_p_value < cfg.p_value
     if f.psi is not None and f.psi >= cfg.psi_warn and not significant:
         f.reasons.append(f"PSI {f.psi:.3f} within sampling noise (chi-square p={f.psi_p_value:.2g}): too few rows to tell")
@@ -175,6 +178,7 @@ def compare_counts(name: str, ref_values: dict, values: pd.Series, cfg: DriftCon
         f.psi_p_value = f.p_value
         f.plot = dict(labels=cats, reference=proportions(ref_counts, 0).tolist(), current=proportions(cur_counts, 0).tolist())
         new = [c for c in cats if c not in ref_values]
+        f.unseen = float(sum(cur[c] for c in new) / len(present))
         if new: f.reasons.append(f"new categories: {', '.join(new[:5])}" + (" ..." if len(new) > 5 else ""))
     elif len(present) < cfg.min_rows: f.reasons.append(f"only {len(present)} values (< drift.min_rows={cfg.min_rows}): tests not run")
     return judge(f, cfg)
@@ -191,10 +195,11 @@ def is_output_column(c: str) -> bool:
     "True for the columns inference adds (prediction, confidence, proba_<label>, model_version, ...)"
     return c in OUTPUT_COLUMNS or str(c).startswith("proba_")
 
-def output_stats(proba: np.ndarray) -> dict:
-    "Reference statistics of a model's outputs: predicted class counts and the confidence distribution"
+def output_stats(proba: np.ndarray, labels: list[str] | None = None) -> dict:
+    "Reference statistics of a model's outputs: predicted class counts (by class name: `labels`, else the index) and the confidence distribution"
     proba = np.asarray(proba, dtype="float64")
-    return dict(prediction=column_stats(pd.Series(proba.argmax(axis=1)).astype(str)),
+    names = np.asarray(labels if labels is not None else [str(k) for k in range(proba.shape[1])], dtype=object)
+    return dict(prediction=column_stats(pd.Series(names[proba.argmax(axis=1)])),
                 confidence=column_stats(pd.Series(proba.max(axis=1))))
 
 def compare_outputs(reference: dict, current: pd.DataFrame, cfg: DriftConfig) -> list[FeatureDrift]:

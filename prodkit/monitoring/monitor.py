@@ -57,8 +57,10 @@ def load_current(
     if inputs is not None: frame = with_inputs(frame, read_table(inputs))
     meta = dict(path=str(Path(path).resolve()), kind="prediction log" if Path(path).is_dir() else Path(path).suffix[1:])
     if inputs is not None: meta["inputs"] = str(Path(inputs).resolve())
-    if pii := log_manifest(path).get("pii") if Path(path).is_dir() else None:   # hashed or dropped in the log: not comparable
+    manifest = log_manifest(path) if Path(path).is_dir() else {}
+    if pii := manifest.get("pii"):   # hashed or dropped in the log: not comparable
         frame, meta["pii_left_out"] = frame.drop(columns=pii, errors="ignore"), list(pii)
+    if manifest.get("features") is not None: meta["features"] = list(manifest["features"])   # a log holds the model's inputs only
     if "model_version" in frame: meta["model_version"] = ", ".join(sorted(map(str, frame["model_version"].dropna().unique()))[:3])
     return frame, meta
 
@@ -128,6 +130,8 @@ def check_drift(
     ref, ref_meta = (reference, {}) if isinstance(reference, dict) else load_reference(reference, runs_dir, registry_dir)
     frame, cur_meta = (current, dict(kind="frame")) if isinstance(current, pd.DataFrame) else load_current(current, inputs)
     ref = without_columns(ref, cur_meta.get("pii_left_out", []))
+    if "features" in cur_meta:   # a prediction log: the columns the model does not take (`data.exclude`) were never logged
+        ref = without_columns(ref, [c for c in ref.get("columns", {}) if c not in set(cur_meta["features"])])
     feats = [c for c in ref.get("columns", {}) if c != ref.get("target")]
     if feats and not set(feats) & set(frame.columns):
         raise DriftError(f"the current data has none of the reference's features ({', '.join(feats[:4])}{', ...' if len(feats) > 4 else ''}); "

@@ -36,7 +36,7 @@ def pii_columns(data_cfg) -> list[str]:
     "The columns a data config's schema marks `pii: true`"
     return [c.name for c in data_cfg.columns if c.get("pii", False) and not c.get("regex", False)]
 
-LOG_MANIFEST = "log.json"   # what a log directory says of itself: which columns were hashed or dropped
+LOG_MANIFEST = "log.json"   # what a log directory says of itself: which columns were hashed or dropped, which were logged
 
 def log_manifest(directory: str | Path) -> dict:
     "The manifest a `PredictionLog` wrote in `directory` ({} for a directory without one)"
@@ -54,10 +54,11 @@ def hash_value(v, salt: str = "") -> str | None:
     return "sha256:" + hashlib.sha256(f"{salt}\x00{v}".encode()).hexdigest()[:16]
 
 def clean_inputs(row: dict, features: list[str] | None, pii: list[str], pii_mode: str, salt: str) -> dict:
-    "The loggable part of one input row"
+    "The loggable part of one input row; a missing value (NaN, or the empty text a categorical model reads as missing) is null"
     out = {}
     for k, v in row.items():
         if (features is not None and k not in features) or is_secret_name(k): continue
+        if v != v or v == "": v = None
         if k in pii:
             if pii_mode == "drop": continue
             v = hash_value(v, salt)
@@ -86,7 +87,7 @@ class PredictionLog:
         self.format, self.sample, self.batch_size, self.flush_seconds = format, sample, batch_size, flush_seconds
         self.max_rows, self.keep_files, self.fsync = max_rows, keep_files, fsync
         self.features, self.pii, self.pii_mode = (list(features) if features is not None else None), list(pii), pii_mode
-        write_atomic(self.dir/LOG_MANIFEST, json.dumps({"pii": self.pii, "pii_mode": pii_mode}))   # every worker writes the same
+        write_atomic(self.dir/LOG_MANIFEST, json.dumps({"pii": self.pii, "pii_mode": pii_mode, "features": self.features}))   # every worker writes the same
         self._salt = os.environ.get(PII_SALT_ENV, "")
         self._buf, self._lock, self._last = [], threading.Lock(), time.monotonic()
         self._file, self._file_rows, self._seq, self.written = None, 0, 0, 0

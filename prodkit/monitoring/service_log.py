@@ -48,11 +48,12 @@ class ServiceLog:
         "Queue one answered request if it is sampled (cheap: the writer thread cleans and writes it); returns its request id"
         rid = request_id or uuid.uuid4().hex
         if self.plog is None or not self.plog.sampled(rid): return rid
-        if self.n_pending >= self.cap: self._drop(len(x)); return rid   # the writer is stuck: memory stays bounded
-        labels = a.labels
+        if self.n_pending >= self.cap: self._drop(len(a.probs)); return rid   # the writer is stuck: memory stays bounded
+        labels, feats = a.labels, s.schema.features
         outs = [dict(prediction=labels[t], confidence=p[t], **{f"proba_{lab}": q for lab, q in zip(labels, p)})
                 for t, p in zip(a.probs.argmax(1).tolist(), a.probs.tolist())]
-        self.pending.append(([dict(zip(s.schema.features, r)) for r in x.tolist()], outs, "baseline" if a.version is None else str(a.version), rid))
+        rows = zip(*(x[f].tolist() for f in feats)) if isinstance(x, dict) else x.tolist()   # a dict: a model of raw columns
+        self.pending.append(([dict(zip(feats, r)) for r in rows], outs, "baseline" if a.version is None else str(a.version), rid))
         self.n_pending += len(outs)
         if self.n_pending >= self.c["batch_size"]: self.write_pending()
         return rid

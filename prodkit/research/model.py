@@ -165,7 +165,7 @@ def label_indices(labels: pd.Series, inputs: InputSpec) -> np.ndarray:
     index = {c: i for i, c in enumerate(inputs.class_names)}
     names = category_text(labels)
     if unknown := sorted(set(names) - set(index)): raise ModelError(f"labels {unknown[:5]} are not among the model's classes {inputs.class_names[:10]}")
-    return names.map(index).to_numpy(dtype=np.int64)
+    return names.map(index).to_numpy(dtype=np.int64, copy=True)   # writable: torch.from_numpy warns on a read-only view
 
 @torch.inference_mode()
 def predict_proba(model: Classifier, frame: pd.DataFrame, batch_size: int = 4096) -> np.ndarray:

@@ -204,6 +204,12 @@ def _health_routes(app: FastAPI, state: ModelState, cfg) -> None:
         return JSONResponse({"name": name, "ready": s.ready}, status_code=200 if s.ready else 503)
 
 # %% ../../nbs/serving/53_app.ipynb #20d3746d
+def _v2_inputs(schema) -> list[dict]:
+    "The input tensors a v2 client sends: one per column (BYTES for strings) when the model takes strings, else the feature matrix"
+    if not schema.strings: return [{"name": schema.input_name, "datatype": "FP32", "shape": [-1, schema.n_features]}]
+    return [{"name": f, "datatype": "BYTES" if f in schema.strings else "FP32", "shape": [-1]} | ({"parameters": {"nullable": True}} if f in schema.nullable else {})
+            for f in schema.features]
+
 def _metadata_routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg) -> None:
     "Add the model metadata and Prometheus metrics routes to `app`"
     @app.get("/v2/models/{name}")
@@ -212,7 +218,7 @@ def _metadata_routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg
         if s.schema is None: raise _not_ready(s)
         versions = sorted({str(v) for v in s.aliases.values()}, key=int)
         return ModelMetadata(name=name, versions=versions, platform="onnxruntime_onnx",
-            inputs=[{"name": s.schema.input_name, "datatype": "FP32", "shape": [-1, s.schema.n_features]}],
+            inputs=_v2_inputs(s.schema),
             outputs=[{"name": s.schema.output_name, "datatype": "FP32", "shape": [-1, len(s.schema.labels)]},
                      {"name": "label", "datatype": "BYTES", "shape": [-1]}],
             parameters={"features": list(s.schema.features), "labels": list(s.schema.labels), "loaded_version": s.version,

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['META_KEY', 'META_FORMAT', 'F32_MAX', 'NUMERIC', 'InferenceError', 'InputError', 'ModelSchema', 'session_options',
-           'OnnxModel', 'check_frame', 'check_array', 'records_to_array', 'v2_array', 'prediction_frame']
+           'OnnxModel', 'check_frame', 'check_array', 'records_to_array', 'raw_columns', 'v2_array', 'prediction_frame',
+           'n_rows', 'take']
 
 # %% ../../nbs/serving/50_infer.ipynb #c6e3b680
 class InferenceError(ValueError):
@@ -47,6 +49,16 @@ class ModelSchema:
 
     @property
     def n_features(self) -> int: return len(self.features)
+
+    @property
+    def raw(self) -> bool:
+        "Does the model take strings or missing numbers, beyond finite numbers?"
+        return bool(self.strings or self.nullable)
+
+    @cached_property
+    def nan_ok(self) -> np.ndarray:
+        "Per feature: may NaN pass `check_array`? (a nullable column: the model imputes it)"
+        return np.array([f in self.nullable for f in self.features])
 
     @classmethod
     def from_metadata(cls, meta: dict) -> "ModelSchema":
@@ -156,6 +168,7 @@ def check_array(x: np.ndarray, schema: ModelSchema, margin: float | None = None)
     if margin is not None:
         w = margin * (schema.hi - schema.lo)
         ok &= (x >= schema.lo - w) & (x <= schema.hi + w)
+    if schema.raw: ok |= np.isnan(x) & schema.nan_ok   # missing where declared: the model imputes it
     if not ok.all():
         bad = ~ok
         i, j = map(int, np.argwhere(bad)[0]); v = x[i, j]
@@ -169,20 +182,27 @@ _NUMBER_TYPES = frozenset((int, float))   # what JSON numbers parse to; `bool` i
 def _number(v) -> bool: return type(v) in _NUMBER_TYPES
 def _more(xs) -> str: return f" and {len(xs) - 5} more" if len(xs) > 5 else ""
 
-def records_to_array(records, schema: ModelSchema, max_batch: int | None = None, margin: float | None = None) -> np.ndarray:
-    "float32 [n, F] from one record (a dict of named features) or a list of records; `InputError` names what is wrong"
+def _record_error(i: int, r, feats, fset) -> InputError:
+    "What is wrong with record `i`: not an object, or missing or unknown features"
+    if not isinstance(r, dict): return InputError(f"record {i} is a {type(r).__name__}, expected an object of named features")
+    missing, unknown = [f for f in feats if f not in r], sorted(k for k in r if k not in fset)
+    if missing: return InputError(f"record {i}: missing feature(s) {missing[:5]}{_more(missing)}")
+    return InputError(f"record {i}: unknown feature(s) {unknown[:5]}{_more(unknown)}; the model takes {list(feats)[:5]}{_more(feats)}")
+
+def records_to_array(records, schema: ModelSchema, max_batch: int | None = None, margin: float | None = None) -> np.ndarray | dict:
+    "The model's input from one record (a dict of named features) or a list of records (`raw_columns` when the model takes strings or missing values); `InputError` names what is wrong"
     if isinstance(records, dict): records = [records]
     if not isinstance(records, list): raise InputError(f"expected a record (object of named features) or a list of records, got {type(records).__name__}")
     if not records: raise InputError("empty batch: send at least one record")
     if max_batch is not None and len(records) > max_batch: raise InputError(f"batch of {len(records)} records is over the limit of {max_batch}", status=413)
     feats, fset = schema.features, set(schema.features)
+    if schema.raw:   # strings or missing values: checked per column
+        for i, r in enumerate(records):
+            if not isinstance(r, dict) or len(r) != len(feats) or r.keys() != fset: raise _record_error(i, r, feats, fset)
+        return raw_columns({f: [r[f] for r in records] for f in feats}, schema, margin)
     rows = []
     for i, r in enumerate(records):
-        if not isinstance(r, dict): raise InputError(f"record {i} is a {type(r).__name__}, expected an object of named features")
-        if len(r) != len(feats) or r.keys() != fset:
-            missing, unknown = [f for f in feats if f not in r], sorted(k for k in r if k not in fset)
-            if missing: raise InputError(f"record {i}: missing feature(s) {missing[:5]}{_more(missing)}")
-            raise InputError(f"record {i}: unknown feature(s) {unknown[:5]}{_more(unknown)}; the model takes {list(feats)[:5]}{_more(feats)}")
+        if not isinstance(r, dict) or len(r) != len(feats) or r.keys() != fset: raise _record_error(i, r, feats, fset)
         row = [r[f] for f in feats]
         if not all(map(_NUMBER_TYPES.__contains__, map(type, row))):   # in C: this check runs for every value of every request
             f = next(f for f, v in zip(feats, row) if not _number(v))
@@ -193,6 +213,33 @@ def records_to_array(records, schema: ModelSchema, max_batch: int | None = None,
         i, f = next((i, f) for i, row in enumerate(rows) for f, v in zip(feats, row) if isinstance(v, int) and abs(v) > F32_MAX)
         raise InputError(f"record {i}: feature '{f}' is an integer of {len(str(abs(records[i][f])))} digits, beyond float32's range (±3.4e38)") from None
     return check_array(x, schema, margin)
+
+# %% ../../nbs/serving/50_infer.ipynb #ba9b134e
+_TEXT_TYPES = frozenset((str, int, float))   # a categorical value: a string, or a number as a `category: true` column holds it
+
+def _what(v) -> str: return "null" if v is None else f"{type(v).__name__} {json.dumps(v)[:40]}"
+
+def raw_columns(columns: dict, schema: ModelSchema, margin: float | None = None, unit: str = "record") -> np.ndarray | dict:
+    "Checked input from JSON values per feature: a dict of columns (`OnnxModel.predict` takes it) when the model takes strings, else float32 with NaN where nullable"
+    n = len(columns[schema.features[0]])
+    x, text = np.zeros((n, schema.n_features)), {}
+    for j, f in enumerate(schema.features):
+        vals, null_ok, string = columns[f], f in schema.nullable, f in schema.strings
+        kinds = _TEXT_TYPES if string else _NUMBER_TYPES
+        if not all(type(v) in kinds or (v is None and null_ok) for v in vals):
+            i = next(i for i, v in enumerate(vals) if not (type(v) in kinds or (v is None and null_ok)))
+            raise InputError(f"{unit} {i}: feature '{f}' is {_what(vals[i])}, expected a {'string' if string else 'number'}" + (" or null" if null_ok else ""))
+        if string:
+            text[f] = t = np.array([_text(v) for v in vals], dtype=object)
+            if not null_ok and (empty := t == "").any(): raise InputError(f"{unit} {int(empty.argmax())}: feature '{f}' is empty, and the model was trained with it always present")
+            continue
+        try: x[:, j] = [math.nan if v is None else v for v in vals]
+        except OverflowError:
+            i = next(i for i, v in enumerate(vals) if type(v) is int and abs(v) > F32_MAX)
+            raise InputError(f"{unit} {i}: feature '{f}' is an integer of {len(str(abs(vals[i])))} digits, beyond float32's range (±3.4e38)") from None
+    x = check_array(x, schema, margin)
+    if not schema.strings: return x
+    return {f: text[f] if f in schema.strings else np.ascontiguousarray(x[:, j]) for j, f in enumerate(schema.features)}
 
 # %% ../../nbs/serving/50_infer.ipynb #bc0d97e3
 NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
@@ -218,20 +265,39 @@ def _tensor(t, ndim: tuple[int, ...]) -> np.ndarray:
     return arr.astype(np.float64).reshape(shape)
 
 # %% ../../nbs/serving/50_infer.ipynb #09afc0c1
-def v2_array(body, schema, max_batch: int, margin: float | None) -> np.ndarray:
-    "float32 [n, F] from a v2 infer request; `InputError` names the input, feature and row"
+def _column(t, string: bool) -> list:
+    "The values of a one-column v2 tensor ([batch] or [batch, 1]): BYTES for a string column, a numeric datatype otherwise"
+    name, shape, data = t.get("name"), t.get("shape"), t.get("data")
+    if (t.get("datatype") == "BYTES") != string or not (string or t.get("datatype") in NUMERIC):
+        raise InputError(f"input '{name}': datatype {t.get('datatype')!r}; this column takes {'BYTES' if string else 'FP32'}")
+    if not (isinstance(shape, list) and len(shape) in (1, 2) and all(isinstance(d, int) and d >= 0 for d in shape) and shape[1:] in ([], [1])):
+        raise InputError(f"input '{name}': shape {shape}; one column is [batch] or [batch, 1]")
+    vals = [v[0] if isinstance(v, list) and len(v) == 1 else v for v in data] if isinstance(data, list) else None
+    if vals is None or len(vals) != shape[0] or any(isinstance(v, list) for v in vals):
+        raise InputError(f"input '{name}': shape {shape} needs {shape[0]} values, data is {_what(data) if not isinstance(data, list) else f'{len(data)} items'}")
+    return vals
+
+def v2_array(body, schema, max_batch: int, margin: float | None) -> np.ndarray | dict:
+    "The model's input from a v2 infer request (`raw_columns` for per-column tensors when the model takes strings or missing values); `InputError` names the input, feature and row"
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
         raise InputError("expected a JSON object with 'inputs': a non-empty list of tensors", 400)
     ins = body["inputs"]
     if not all(isinstance(t, dict) for t in ins): raise InputError("every item of 'inputs' must be a tensor object (name, shape, datatype, data)")
     names = [t.get("name") for t in ins]
-    if names == [schema.input_name]: x = _tensor(ins[0], (2,))
+    if names == [schema.input_name] and not schema.strings: x = _tensor(ins[0], (2,))
     else:
         if missing := [f for f in schema.features if f not in names]:
             unknown = [n for n in names if n not in schema.features]
             raise InputError(f"missing input(s) {missing[:5]}" + (f"; unknown input(s) {unknown[:5]}" if unknown else "")
-                             + f": send one tensor '{schema.input_name}' [batch, {schema.n_features}] or one tensor per feature")
+                             + (": send one tensor per column (BYTES for strings)" if schema.strings else
+                                f": send one tensor '{schema.input_name}' [batch, {schema.n_features}] or one tensor per feature"))
         if unknown := [n for n in names if n not in schema.features]: raise InputError(f"unknown input(s) {unknown[:5]}")
+        if schema.raw:
+            cols = {t["name"]: _column(t, t["name"] in schema.strings) for t in ins}
+            if len({len(v) for v in cols.values()}) != 1: raise InputError("per-column inputs must all have the same batch size")
+            if (n := len(cols[names[0]])) > max_batch: raise InputError(f"batch of {n} rows is over the limit of {max_batch}", 413)
+            if n == 0: raise InputError("empty batch: send at least one row")
+            return raw_columns(cols, schema, margin, unit="row")
         cols = [_tensor(t, (1, 2)).reshape(len(t["data"]) if t["shape"] and t["shape"][0] else 0, -1) for t in ins]
         if any(c.shape[1] != 1 for c in cols) or len({len(c) for c in cols}) != 1: raise InputError("per-feature inputs must all have shape [batch] or [batch, 1], with the same batch")
         by_name = dict(zip(names, cols)); x = np.hstack([by_name[f] for f in schema.features])
@@ -240,9 +306,18 @@ def v2_array(body, schema, max_batch: int, margin: float | None) -> np.ndarray:
 
 # %% ../../nbs/serving/50_infer.ipynb #ba8531cb
 def prediction_frame(probs: np.ndarray, schema: ModelSchema, version) -> pd.DataFrame:
-    "A table of predictions: `label`, `confidence`, `p_<label>` per class, `model_version`"
+    "A table of predictions: `label`, `confidence`, `proba_<label>` per class, `model_version`"
     top = probs.argmax(1)
     out = pd.DataFrame({"label": np.asarray(schema.labels, dtype=object)[top], "confidence": probs.max(1).astype(np.float32)})
-    for k, lab in enumerate(schema.labels): out[f"p_{lab}"] = probs[:, k]
+    for k, lab in enumerate(schema.labels): out[f"proba_{lab}"] = probs[:, k]
     out["model_version"] = version
     return out
+
+# %% ../../nbs/serving/50_infer.ipynb #00746f19
+def n_rows(x: np.ndarray | dict) -> int:
+    "Rows in checked input"
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+def take(x: np.ndarray | dict, rows: np.ndarray) -> np.ndarray | dict:
+    "The given rows (a mask or indices) of checked input"
+    return {k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]

@@ -12,7 +12,7 @@ import numpy as np
 from fastcore.basics import patch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-from .infer import InferenceError, ModelSchema, OnnxModel
+from .infer import InferenceError, ModelSchema, OnnxModel, n_rows, take
 
 log = logging.getLogger("prodkit.serving.serve")
 
@@ -29,19 +29,21 @@ class Baseline:
         for r in get(cfg, "rules") or []:
             f, lab = r["feature"], str(r["label"])
             if f not in schema.features: raise InferenceError(f"serve.baseline rule names feature {f!r}, which the model does not take")
+            if f in schema.strings: raise InferenceError(f"serve.baseline rule on {f!r}: a rule compares a number ('above'), and {f!r} is categorical")
             if lab not in self.labels: raise InferenceError(f"serve.baseline rule answers label {lab!r}; the model's labels are {self.labels}")
             self.rules.append((schema.features.index(f), float(r["above"]), self.labels.index(lab)))
         default = str(get(cfg, "default"))
         self.default = self.labels.index(default) if default in self.labels else 0
         self.confidence = float(get(cfg, "confidence"))
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        "Probabilities [n, k]: `confidence` on the rule's label, the rest spread evenly"
-        k = len(self.labels)
-        pick = np.full(len(x), self.default)
-        for j, above, lab in reversed(self.rules): pick = np.where(x[:, j] > above, lab, pick)
-        p = np.full((len(x), k), (1 - self.confidence) / max(k - 1, 1), dtype=np.float32)
-        p[np.arange(len(x)), pick] = self.confidence if k > 1 else 1.0
+    def predict(self, x: np.ndarray | dict) -> np.ndarray:
+        "Probabilities [n, k]: `confidence` on the rule's label, the rest spread evenly (a missing value matches no rule)"
+        k, n = len(self.labels), n_rows(x)
+        column = (lambda j: x[self.schema.features[j]]) if isinstance(x, dict) else (lambda j: x[:, j])
+        pick = np.full(n, self.default)
+        for j, above, lab in reversed(self.rules): pick = np.where(column(j) > above, lab, pick)
+        p = np.full((n, k), (1 - self.confidence) / max(k - 1, 1), dtype=np.float32)
+        p[np.arange(n), pick] = self.confidence if k > 1 else 1.0
         return p
 
 # %% ../../nbs/serving/51_serve.ipynb #46538099
@@ -184,8 +186,8 @@ class Answer:
     canary: bool = False
     low: np.ndarray | None = None  # rows below the confidence threshold
 
-def answer(s: Served, x: np.ndarray, cfg: Any, metrics: ServeMetrics | None = None) -> Answer:
-    "Predict rows `x` (already checked) with snapshot `s`"
+def answer(s: Served, x: np.ndarray | dict, cfg: Any, metrics: ServeMetrics | None = None) -> Answer:
+    "Predict rows `x` (already checked: `records_to_array`'s or `v2_array`'s) with snapshot `s`"
     canary = s.canary is not None and random.random() < cfg.canary_share
     m = s.canary if canary else s.model
     if m is not None: probs, fb, reason = m.predict(x), s.fallback and not canary, s.reason if not canary else None
@@ -195,7 +197,7 @@ def answer(s: Served, x: np.ndarray, cfg: Any, metrics: ServeMetrics | None = No
         low = conf < cfg.confidence_threshold
         if metrics and (n_low := int(low.sum())): metrics.child(metrics.low_confidence, str(m.version)).inc(n_low)
         if low.any() and cfg.low_confidence == "baseline" and s.baseline is not None:
-            probs = probs.copy(); probs[low] = s.baseline.predict(x[low]); conf = probs.max(1)
+            probs = probs.copy(); probs[low] = s.baseline.predict(take(x, low)); conf = probs.max(1)
             fb, reason = True, (reason + "; " if reason else "") + f"{int(low.sum())} prediction(s) below confidence {cfg.confidence_threshold}: the baseline answered them"
             if metrics: metrics.fallbacks.labels("low_confidence").inc(int(low.sum()))
     a = Answer(probs, list(s.schema.labels), m.version if m is not None else None, fb, reason, canary, low)
