@@ -59,7 +59,7 @@ def test_onnx_file_is_self_contained_and_carries_the_serving_contract(trained, d
     i = meta["input"]
     assert (i["name"], i["dtype"], i["shape"], i["features"]) == ("input", "float32", [None, 6], trained.model.inputs.features)
     assert set(i["ranges"]) == set(i["features"]) and all(r["min"] <= r["max"] for r in i["ranges"].values())
-    assert "float32" in i["note"] and meta["output"] == {"name": "probabilities", "labels": ["0", "1"], "logits": "logits"}
+    assert "float32" in i["note"] and meta["output"] == {"name": "probabilities", "task": "classification", "labels": ["0", "1"], "logits": "logits"}
     sess = ort_session(tmp_path/"m.onnx")                           # a path alone: no sidecar file needed
     assert [o.name for o in sess.get_outputs()] == ["probabilities", "logits"]
     assert sess.get_inputs()[0].shape == ["batch", 6]

@@ -132,7 +132,7 @@ def test_progress_bar_shows_loss_and_metric(tmp_path, capsys):
     cfg, split = setup(tmp_path, *TINY, "train.progress=true", "train.epochs=2")
     train(cfg, split)
     err = capsys.readouterr().err
-    assert "train: 100%" in err and "val_loss=" in err and "val_acc=" in err
+    assert "train: 100%" in err and "val_loss=" in err and "val_accuracy=" in err
 
 
 def test_fit_leaves_global_torch_settings_as_they_were(tmp_path):

@@ -149,7 +149,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     return cfg
 
 # %% ../../nbs/core/01_config.ipynb #738408fc
-GATE_METRICS = ("accuracy", "f1", "roc_auc", "ece", "parity_max_abs", "latency_ms_p50", "latency_ms_p95", "model_mb", "leakage_rows")
+GATE_METRICS = ("accuracy", "f1", "roc_auc", "ece", "mae", "rmse", "r2",   # quality on the test rows (the last three: a regression model)
+                "parity_max_abs", "latency_ms_p50", "latency_ms_p95", "model_mb", "leakage_rows")
 GATE_OPS = (">=", "<=", ">", "<", "==")
 _GATE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|==|>|<)\s*(production(?:\s*([+-])\s*([0-9.eE+-]+))?|[0-9.eE+-]+)\s*$")
 

@@ -14,10 +14,10 @@ from omegaconf import MISSING
 
 # %% auto #0
 __all__ = ['INTERVAL', 'ranged', 'range_of', 'PathsConfig', 'OutlierRule', 'OutlierAction', 'OutlierConfig', 'ColumnSpec',
-           'Impute', 'DataConfig', 'Encoding', 'ModelConfig', 'Optimizer', 'Monitor', 'TrainConfig', 'TrackingMode',
-           'TrackingConfig', 'JobConfig', 'ParityConfig', 'SpeedConfig', 'ExportConfig', 'GatesConfig',
-           'RegistryConfig', 'BaselineRule', 'BaselineConfig', 'PredictionLogConfig', 'ServeConfig', 'InferConfig',
-           'DriftConfig', 'ProdkitConfig']
+           'Impute', 'Task', 'DataConfig', 'Encoding', 'ModelConfig', 'Optimizer', 'ClassWeight', 'RegressionLoss',
+           'Monitor', 'TrainConfig', 'TrackingMode', 'TrackingConfig', 'JobConfig', 'ParityConfig', 'SpeedConfig',
+           'ExportConfig', 'GatesConfig', 'RegistryConfig', 'BaselineRule', 'BaselineConfig', 'PredictionLogConfig',
+           'ServeConfig', 'InferConfig', 'DriftConfig', 'ProdkitConfig']
 
 # %% ../../nbs/core/00_schema.ipynb #1a0a31e4
 INTERVAL = re.compile(r"(whole )?([\[(])(-inf|-?[\d.]+(?:e[+-]?\d+)?), (inf|-?[\d.]+(?:e[+-]?\d+)?)([\])])")  # `[1, 65535]`, `(0, 1]`, `whole [1, inf)`
@@ -77,12 +77,18 @@ class Impute(str, Enum):
     median = "median"
     mean = "mean"
 
+class Task(str, Enum):
+    "What the model predicts from the label column"
+    classification = "classification"  # a class among the label's values
+    regression = "regression"          # a number
+
 @dataclass
 class DataConfig:
     name: str = MISSING                 # dataset name, e.g. breast_cancer
     path: str = MISSING                 # the file the pipeline reads
-    source: str | None = None           # creates `path` on first use: sklearn:breast_cancer, sklearn:digits, synthetic; None: it must exist
-    target: str = "target"              # label column: class names (strings) or integers; declared `isin` fixes their order
+    source: str | None = None           # creates `path` on first use: sklearn:breast_cancer, sklearn:digits, sklearn:diabetes, palmerpenguins, synthetic; None: it must exist
+    target: str = "target"              # label column: class names (strings) or integers (declared `isin` fixes their order), or numbers for regression
+    task: Task | None = None            # classification or regression; None: regression when the target holds numbers that are not all whole
     val_fraction: float = ranged(0.2, "(0, 1)")  # share of rows for validation
     test_fraction: float = ranged(0.2, "(0, 1)")  # share of rows for the final test
     stratify: bool = True               # keep the label distribution equal across the split
@@ -123,6 +129,16 @@ class Optimizer(str, Enum):
     adamw = "adamw"
     sgd = "sgd"
 
+class ClassWeight(str, Enum):
+    "How each training row weighs in a classifier's loss"
+    none = "none"          # every row alike
+    balanced = "balanced"  # a row of class c weighs n / (k * n_c): a rare class counts as much as a common one
+
+class RegressionLoss(str, Enum):
+    "The loss of a regression model, on the standardized target"
+    mse = "mse"
+    huber = "huber"        # squared near zero, linear beyond 1 standard deviation: a few wild targets pull less
+
 class Monitor(str, Enum):
     "The validation metric that picks the best checkpoint and stops early"
     val_loss = "val_loss"          # lower is better
@@ -136,7 +152,9 @@ class TrainConfig:
     patience: int = ranged(5, "[0, inf)")  # epochs without improvement before early stopping; 0: never stop early
     optimizer: Optimizer = Optimizer.adam  # adam, adamw or sgd
     weight_decay: float = ranged(0.0, "[0, inf)")  # L2 penalty
-    monitor: Monitor = Monitor.val_loss  # val_loss or val_accuracy
+    monitor: Monitor = Monitor.val_loss  # val_loss or val_accuracy (classification only)
+    class_weight: ClassWeight = ClassWeight.none  # classification: none, or balanced (weights from the training split's class counts)
+    regression_loss: RegressionLoss = RegressionLoss.mse  # regression: mse or huber
     min_delta: float = ranged(0.0, "[0, inf)")  # smallest change of `monitor` that counts as an improvement
     threads: int = ranged(1, "[1, inf)")  # torch CPU threads; fixed so results are bit-identical across machines
     progress: bool = True     # show a progress bar

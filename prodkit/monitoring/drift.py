@@ -195,9 +195,10 @@ def is_output_column(c: str) -> bool:
     "True for the columns inference adds (prediction, confidence, proba_<label>, model_version, ...)"
     return c in OUTPUT_COLUMNS or str(c).startswith("proba_")
 
-def output_stats(proba: np.ndarray, labels: list[str] | None = None) -> dict:
-    "Reference statistics of a model's outputs: predicted class counts (by class name: `labels`, else the index) and the confidence distribution"
+def output_stats(proba: np.ndarray, labels: list[str] | None = None, regression: bool = False) -> dict:
+    "Reference statistics of a model's outputs: predicted class counts (by class name: `labels`, else the index) and the confidence distribution; regression: the predicted values' distribution"
     proba = np.asarray(proba, dtype="float64")
+    if regression: return dict(prediction=column_stats(pd.Series(proba.reshape(-1))))
     names = np.asarray(labels if labels is not None else [str(k) for k in range(proba.shape[1])], dtype=object)
     return dict(prediction=column_stats(pd.Series(names[proba.argmax(axis=1)])),
                 confidence=column_stats(pd.Series(proba.max(axis=1))))
@@ -209,7 +210,8 @@ def compare_outputs(reference: dict, current: pd.DataFrame, cfg: DriftConfig) ->
     col = next((c for c in PREDICTION_COLUMNS if c in current and c not in taken), None)   # `label` in some batch outputs
     if col is not None:
         pred = current[col].astype("string")
-        if "prediction" in ref_out: f = compare_categorical("prediction", ref_out["prediction"], pred, cfg)
+        if "mean" in ref_out.get("prediction", {}): f = compare_numeric("prediction", ref_out["prediction"], pd.to_numeric(current[col], errors="coerce"), cfg)   # a regression model's values
+        elif "prediction" in ref_out: f = compare_categorical("prediction", ref_out["prediction"], pred, cfg)
         else:
             f = compare_counts("prediction", {k: v["count"] for k, v in (reference.get("labels") or {}).items()}, pred, cfg)
             f.reasons.append("compared with the training labels' shares (the reference stores no predictions)")

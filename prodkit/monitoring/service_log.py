@@ -50,8 +50,9 @@ class ServiceLog:
         if self.plog is None or not self.plog.sampled(rid): return rid
         if self.n_pending >= self.cap: self._drop(len(a.probs)); return rid   # the writer is stuck: memory stays bounded
         labels, feats = a.labels, s.schema.features
-        outs = [dict(prediction=labels[t], confidence=p[t], **{f"proba_{lab}": q for lab, q in zip(labels, p)})
-                for t, p in zip(a.probs.argmax(1).tolist(), a.probs.tolist())]
+        if not labels: outs = [dict(prediction=v) for v in a.probs[:, 0].tolist()]   # a regression model: the value
+        else: outs = [dict(prediction=labels[t], confidence=p[t], **{f"proba_{lab}": q for lab, q in zip(labels, p)})
+                      for t, p in zip(a.probs.argmax(1).tolist(), a.probs.tolist())]
         rows = zip(*(x[f].tolist() for f in feats)) if isinstance(x, dict) else x.tolist()   # a dict: a model of raw columns
         self.pending.append(([dict(zip(feats, r)) for r in rows], outs, "baseline" if a.version is None else str(a.version), rid))
         self.n_pending += len(outs)

@@ -19,33 +19,40 @@ import torch
 from torch import nn
 
 import prodkit
-from ..research.model import MISSING_CODE, OOV_CODE, Classifier, encode_features
+from ..research.model import MISSING_CODE, OOV_CODE, Classifier, answers, encode_features
 from ..core.schema import ExportConfig
 
 # %% auto #0
-__all__ = ['ONNX_FORMAT', 'INPUT_NAME', 'OUTPUT_NAMES', 'FLOAT32_NOTE', 'ENCODED', 'PARITY_BATCHES', 'PARITY_TOLERANCES',
-           'OnnxExportError', 'Exportable', 'quiet_exporter', 'raw_column_inputs', 'export_onnx', 'feature_ranges',
-           'onnx_metadata', 'set_metadata', 'read_onnx_metadata', 'ort_session', 'onnx_feeds', 'onnx_predict',
-           'torch_predict', 'parity_rows', 'parity_report', 'time_calls', 'torch_threads', 'speed_table']
+__all__ = ['ONNX_FORMAT', 'INPUT_NAME', 'OUTPUT_NAMES', 'REGRESSION_OUTPUTS', 'FLOAT32_NOTE', 'ENCODED', 'PARITY_BATCHES',
+           'PARITY_TOLERANCES', 'output_names', 'OnnxExportError', 'Exportable', 'quiet_exporter', 'raw_column_inputs',
+           'export_onnx', 'feature_ranges', 'onnx_metadata', 'set_metadata', 'read_onnx_metadata', 'ort_session',
+           'onnx_feeds', 'onnx_predict', 'torch_predict', 'parity_rows', 'parity_report', 'time_calls', 'torch_threads',
+           'speed_table']
 
 # %% ../../nbs/release/30_onnx.ipynb #08b4ccfa
 ONNX_FORMAT = "prodkit.onnx/1"
 INPUT_NAME, OUTPUT_NAMES = "input", ("probabilities", "logits")
+REGRESSION_OUTPUTS = ("prediction",)   # a regression model's one output: the value in the target's units, [batch, 1]
 FLOAT32_NOTE = "inputs are cast to float32; onnxruntime refuses float64"
+
+def output_names(model: Classifier) -> tuple[str, ...]:
+    "The exported graph's outputs: probabilities and logits, or a regression model's prediction"
+    return REGRESSION_OUTPUTS if model.inputs.regression else OUTPUT_NAMES
 
 class OnnxExportError(RuntimeError):
     "A model that cannot be exported, or an ONNX file that cannot be read"
 
 # %% ../../nbs/release/30_onnx.ipynb #4fc105f2
 class Exportable(nn.Module):
-    "A classifier with the outputs serving reads: softmax `probabilities`, and the `logits`"
+    "A model with the outputs serving reads: softmax `probabilities` and the `logits`, or a regression model's `prediction` in the target's units"
     def __init__(self, model: Classifier):
         super().__init__()
         self.model = model
 
-    def forward(self, input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input: torch.Tensor) -> tuple[torch.Tensor, ...]:
         logits = self.model(input)
-        return torch.softmax(logits, dim=1), logits
+        if self.model.inputs.regression: return (answers(self.model, logits),)
+        return answers(self.model, logits), logits
 
 # %% ../../nbs/release/30_onnx.ipynb #96207cd4
 _NOISE = ("torchvision is not installed",)
@@ -70,9 +77,10 @@ def quiet_exporter():
 # %% ../../nbs/release/30_onnx.ipynb #f15743d5
 def _export_to(model: Classifier, path: Path, s: ExportConfig) -> None:
     example = (torch.zeros(s.example_batch, model.inputs.n_features),)
-    kw = dict(input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), opset_version=s.opset, dynamo=s.dynamo, external_data=False)
+    outs = output_names(model)
+    kw = dict(input_names=[INPUT_NAME], output_names=list(outs), opset_version=s.opset, dynamo=s.dynamo, external_data=False)
     if s.dynamo: kw["dynamic_shapes"] = {INPUT_NAME: {0: torch.export.Dim(s.batch_axis)}}
-    else: kw["dynamic_axes"] = {n: {0: s.batch_axis} for n in (INPUT_NAME, *OUTPUT_NAMES)}
+    else: kw["dynamic_axes"] = {n: {0: s.batch_axis} for n in (INPUT_NAME, *outs)}
     with quiet_exporter(), warnings.catch_warnings():
         if not s.dynamo: warnings.filterwarnings("ignore", message=r".*legacy.*|.*deprecated.*", category=DeprecationWarning)
         torch.onnx.export(Exportable(model).eval(), example, str(path), **kw)
@@ -152,7 +160,8 @@ def onnx_metadata(
             "input": {"name": INPUT_NAME, "dtype": "float32", "shape": [None, spec.n_features], "features": list(spec.features),
                       "layout": "columns" if spec.categories else "matrix", "columns": columns,
                       "example_shape": list(spec.input_shape), "ranges": feature_ranges(reference_stats, spec.features), "note": FLOAT32_NOTE},
-            "output": {"name": OUTPUT_NAMES[0], "labels": spec.class_names, "logits": OUTPUT_NAMES[1]},
+            "output": ({"name": REGRESSION_OUTPUTS[0], "task": "regression", "labels": [], "target": spec.target, "target_stats": spec.target_stats}
+                       if spec.regression else {"name": OUTPUT_NAMES[0], "task": "classification", "labels": spec.class_names, "logits": OUTPUT_NAMES[1]}),
             "prodkit_version": prodkit.__version__, "training_run_id": training_run_id, "data_version": data_version,
             "weights_sha256": weights_sha256}
 
@@ -205,12 +214,12 @@ def _encoded(model: Classifier, rows) -> np.ndarray:
 @torch.inference_mode()
 def torch_predict(model: Classifier, rows) -> dict[str, np.ndarray]:
     "The same outputs from torch eager (a table is encoded in Python by `encode_features`, the graph's twin)"
-    p, l = Exportable(model.eval())(torch.from_numpy(_encoded(model, rows)))
-    return dict(zip(OUTPUT_NAMES, (p.numpy(), l.numpy())))
+    outs = Exportable(model.eval())(torch.from_numpy(_encoded(model, rows)))
+    return dict(zip(output_names(model), (o.numpy() for o in outs)))
 
 # %% ../../nbs/release/30_onnx.ipynb #9bb99afc
 PARITY_BATCHES = (1, 7, 256, None)
-PARITY_TOLERANCES = {"probabilities": 1e-5, "logits": 1e-4}
+PARITY_TOLERANCES = {"probabilities": 1e-5, "logits": 1e-4, "prediction": 1e-4}   # prediction: in standard deviations of the target
 
 def _rows(x, n: int):
     if not isinstance(x, np.ndarray): return x.iloc[np.resize(np.arange(len(x)), n)].reset_index(drop=True)
@@ -237,8 +246,8 @@ def parity_report(
     for b in batch_sizes:
         xb = _rows(np.asarray(x, dtype=np.float32) if isinstance(x, np.ndarray) else x, len(x) if b in (None, 0, -1) else int(b))
         got, want = onnx_predict(sess, xb), torch_predict(model, xb)
-        for name in OUTPUT_NAMES:
-            d = np.abs(got[name].astype(np.float64) - want[name])
+        for name in output_names(model):
+            d = np.abs(got[name].astype(np.float64) - want[name]) / (model.inputs.target_stats.get("std", 1.0) if name == "prediction" else 1.0)
             r, c = np.unravel_index(int(np.nanargmax(d)) if np.isfinite(d).any() else 0, d.shape)
             worst = float(d.max()) if np.isfinite(d).all() else float("inf")
             ok = worst <= tol[name]
@@ -271,8 +280,8 @@ def speed_table(model: Classifier, onnx_model: bytes | str | Path, x: np.ndarray
         for b in batches:
             xb = _rows(x, b); xt = torch.from_numpy(_encoded(model, xb)); feeds = onnx_feeds(sess, xb)
             with torch_threads(th) as n, torch.inference_mode():
-                t_torch = time_calls(lambda: torch.softmax(model(xt), 1), **timing)
-            t_onnx = time_calls(lambda: sess.run(["probabilities"], feeds), **timing)
+                t_torch = time_calls(lambda: answers(model, model(xt)), **timing)
+            t_onnx = time_calls(lambda: sess.run([output_names(model)[0]], feeds), **timing)
             for engine, t in (("onnxruntime", t_onnx), ("torch", t_torch)):
                 rows.append(dict(engine=engine, threads=th or "default", cpu_threads=n, batch=b, **t, rows_per_s=b / (t["mean_ms"] / 1e3)))
             rows[-2]["speedup"] = t_torch["p50_ms"] / t_onnx["p50_ms"]

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..research.data import load_dataset
 from ..research.split import Split, split_dataset
-from ..research.evaluate import classification_metrics
+from ..research.evaluate import classification_metrics, regression_metrics
 from .gates import evaluate_gates, gate_failures, gates_passed, leakage_rows
 from ..research.model import Classifier, load_model, to_tensors, weights_sha256
 from .onnx import export_onnx, onnx_metadata, onnx_predict, ort_session, parity_report, parity_rows, speed_table
@@ -79,13 +79,16 @@ def load_train_run(ref: str | None, runs_dir: str | Path) -> TrainedRun:
 
 # %% ../../nbs/release/34_release.ipynb #d7725f8a
 def holdout_arrays(trained: TrainedRun) -> tuple[pd.DataFrame, np.ndarray]:
-    "The test rows as the raw feature columns the ONNX file takes, and int labels"
-    _, y = to_tensors(trained.split.test, trained.model.inputs)
-    return trained.split.test[list(trained.model.inputs.features)].reset_index(drop=True), y.numpy()
+    "The test rows as the raw feature columns the ONNX file takes, and int labels (regression: the target, in its units)"
+    inputs, test = trained.model.inputs, trained.split.test
+    y = pd.to_numeric(test[inputs.target]).to_numpy(dtype="float64") if inputs.regression else to_tensors(test, inputs)[1].numpy()
+    return test[list(inputs.features)].reset_index(drop=True), y
 
 def onnx_metrics(model: bytes | Path, x: np.ndarray, y: np.ndarray) -> dict:
-    "Accuracy, F1, ROC AUC, ECE of an ONNX model on rows `x`, labels `y`"
-    m = classification_metrics(y, onnx_predict(ort_session(model), x)["probabilities"])
+    "Accuracy, F1, ROC AUC, ECE of an ONNX model on rows `x`, labels `y`; a regression model's MAE, RMSE, R2"
+    out = onnx_predict(ort_session(model), x)
+    if "prediction" in out: return {k: v for k, v in regression_metrics(y, out["prediction"]).items() if k in ("mae", "rmse", "r2")}
+    m = classification_metrics(y, out["probabilities"])
     return {k: m[k] for k in ("accuracy", "f1", "roc_auc", "ece")}
 
 def production_metrics(registry: ModelRegistry, trained: TrainedRun, x: np.ndarray, y: np.ndarray) -> tuple[int | None, dict | None]:

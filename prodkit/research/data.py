@@ -68,11 +68,16 @@ def _synthetic(cfg: DictConfig) -> pd.DataFrame:
     if cfg.n_rows is None or cfg.n_features is None: raise DataError("data.source=synthetic needs data.n_rows and data.n_features")
     return synthetic_frame(cfg.n_rows, cfg.n_features, cfg.generator_seed)
 
+def _diabetes(cfg: DictConfig) -> pd.DataFrame:
+    from sklearn.datasets import load_diabetes
+    return load_diabetes(as_frame=True, scaled=False).frame   # in the measurements' own units (age in years, bmi, blood pressure)
+
 def _penguins(cfg: DictConfig) -> pd.DataFrame:
     from palmerpenguins import load_penguins   # the table ships inside the package: no download
     return load_penguins()
 
-SOURCES = {"sklearn:breast_cancer": _breast_cancer, "sklearn:digits": _digits, "palmerpenguins": _penguins, "synthetic": _synthetic}
+SOURCES = {"sklearn:breast_cancer": _breast_cancer, "sklearn:digits": _digits, "sklearn:diabetes": _diabetes, "palmerpenguins": _penguins,
+           "synthetic": _synthetic}
 
 # %% ../../nbs/research/10_data.ipynb #b0cdaa88
 def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:

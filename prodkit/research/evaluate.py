@@ -13,13 +13,14 @@ import psutil
 import torch
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
+from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, mean_absolute_error, precision_recall_fscore_support, r2_score,
+                             roc_auc_score)
 
 from .model import Classifier, predict_proba, to_tensors
 
 # %% auto #0
-__all__ = ['expected_calibration_error', 'classification_metrics', 'segment_labels', 'segment_metrics', 'measure_inference',
-           'evaluate', 'plot_history', 'plot_confusion']
+__all__ = ['expected_calibration_error', 'classification_metrics', 'regression_metrics', 'segment_labels', 'segment_metrics',
+           'measure_inference', 'evaluate', 'plot_history', 'plot_residuals', 'plot_confusion']
 
 # %% ../../nbs/research/14_evaluate.ipynb #110cc133
 def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 15) -> float:
@@ -29,16 +30,27 @@ def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 15)
     return float(sum(abs(correct[which == b].mean() - conf[which == b].mean()) * (which == b).mean()
                      for b in range(bins) if (which == b).any()))
 
-def classification_metrics(y: np.ndarray, proba: np.ndarray) -> dict:
-    "Accuracy, F1, ROC AUC, ECE and the confusion matrix of predicted probabilities `proba` against labels `y`"
+def classification_metrics(y: np.ndarray, proba: np.ndarray, names: list[str] | None = None) -> dict:
+    "Accuracy, F1, ROC AUC, ECE, the confusion matrix and per-class precision and recall (by class `names`) of probabilities `proba` against labels `y`"
     k, pred = proba.shape[1], proba.argmax(1)
+    prec, rec, f1s, sup = precision_recall_fscore_support(y, pred, labels=list(range(k)), zero_division=0)
+    per_class = {n: dict(precision=float(p), recall=float(r), f1=float(f), support=int(s))
+                 for n, p, r, f, s in zip(names or [str(i) for i in range(k)], prec, rec, f1s, sup)}
     binary = k == 2
     f1 = f1_score(y, pred, average="binary" if binary else "macro", labels=None if binary else list(range(k)), zero_division=0)
     auc = None
     if len(np.unique(y)) == k:
         auc = roc_auc_score(y, proba[:, 1]) if binary else roc_auc_score(y, proba, multi_class="ovr", labels=list(range(k)))
     return dict(rows=int(len(y)), accuracy=float(accuracy_score(y, pred)), f1=float(f1), roc_auc=None if auc is None else float(auc),
-                ece=expected_calibration_error(y, proba), confusion=confusion_matrix(y, pred, labels=list(range(k))).tolist())
+                ece=expected_calibration_error(y, proba), confusion=confusion_matrix(y, pred, labels=list(range(k))).tolist(), per_class=per_class)
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
+    "MAE, RMSE, R2 and the residuals' quantiles of predictions `pred` against targets `y` (both in the target's units)"
+    y, pred = np.asarray(y, dtype="float64"), np.asarray(pred, dtype="float64").reshape(-1)
+    r = pred - y
+    return dict(rows=int(len(y)), mae=float(mean_absolute_error(y, pred)), rmse=float(np.sqrt(np.mean(r ** 2))),
+                r2=float(r2_score(y, pred)) if len(y) > 1 else None,
+                residual_quantiles={str(q): float(np.quantile(r, q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95)})
 
 # %% ../../nbs/research/14_evaluate.ipynb #a35a130b
 def segment_labels(frame: pd.DataFrame, cfg: DictConfig) -> pd.Series | None:
@@ -51,8 +63,13 @@ def segment_labels(frame: pd.DataFrame, cfg: DictConfig) -> pd.Series | None:
     cut = pd.cut(col, edges, right=False, labels=labels)
     return cut.cat.add_categories(["outside bins"]).fillna("outside bins").astype(str)
 
-def segment_metrics(y: np.ndarray, proba: np.ndarray, segments: pd.Series, column: str) -> dict:
-    "Size, accuracy, F1 (and for binary labels selection rate and TPR) per segment, and the accuracy gap"
+def segment_metrics(y: np.ndarray, proba: np.ndarray, segments: pd.Series, column: str, regression: bool = False) -> dict:
+    "Size, accuracy, F1 (and for binary labels selection rate and TPR) per segment, and the accuracy gap; regression: size and MAE, and the MAE gap"
+    if regression:
+        seg, err = segments.to_numpy(), np.abs(np.asarray(proba).reshape(-1) - y)
+        groups = {str(g): dict(rows=int((seg == g).sum()), mae=float(err[seg == g].mean())) for g in sorted(pd.unique(seg))}
+        maes = [g["mae"] for g in groups.values()]
+        return dict(column=column, groups=groups, mae_gap=float(max(maes) - min(maes)) if maes else None)
     pred, binary, groups = proba.argmax(1), proba.shape[1] == 2, {}
     seg = segments.to_numpy()
     for g in sorted(pd.unique(seg)):
@@ -104,26 +121,39 @@ def evaluate(
     cfg: DictConfig,         # the data config: names the segment column
     inference: bool = True,  # also measure latency, throughput and memory
 ) -> dict:
-    "Accuracy, F1, ROC AUC, ECE, confusion matrix, per-segment metrics and (optionally) inference cost"
+    "Accuracy, F1, ROC AUC, ECE, confusion matrix, per-class and per-segment metrics (regression: MAE, RMSE, R2) and (optionally) inference cost"
     _, y = to_tensors(frame, model.inputs)
     if y is None: raise ValueError(f"evaluate needs the label column {model.inputs.target!r} in the frame")
-    y, proba = y.numpy(), predict_proba(model, frame)
-    out = classification_metrics(y, proba)
+    regression, proba = model.inputs.regression, predict_proba(model, frame)
+    if regression: y = pd.to_numeric(frame[model.inputs.target]).to_numpy(dtype="float64")   # in the target's units, not standardized
+    else: y = y.numpy()
+    out = regression_metrics(y, proba) if regression else classification_metrics(y, proba, model.inputs.class_names)
     segs = segment_labels(frame, cfg)
-    out["segments"] = segment_metrics(y, proba, segs, cfg.segment) if segs is not None else None
+    out["segments"] = segment_metrics(y, proba, segs, cfg.segment, regression) if segs is not None else None
     if inference: out["inference"] = measure_inference(model, frame)
     return out
 
 # %% ../../nbs/research/14_evaluate.ipynb #035a651b
 def plot_history(history: list[dict]) -> Figure:
-    "Training and validation loss, and validation accuracy, per epoch"
-    ep = [h["epoch"] for h in history]
+    "Training and validation loss, and validation accuracy (regression: MAE), per epoch"
+    ep, score = [h["epoch"] for h in history], "val_mae" if history and "val_mae" in history[0] else "val_accuracy"
     fig = Figure(figsize=(9, 3.2), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(ep, [h["train_loss"] for h in history], label="train"); ax1.plot(ep, [h["val_loss"] for h in history], label="validation")
-    ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss"); ax1.legend()
-    ax2.plot(ep, [h["val_accuracy"] for h in history], color="C2")
-    ax2.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
+    ax1.set(xlabel="epoch", ylabel="loss (standardized target)" if score == "val_mae" else "cross-entropy", title="loss"); ax1.legend()
+    ax2.plot(ep, [h[score] for h in history], color="C2")
+    name = "mean absolute error" if score == "val_mae" else "accuracy"
+    ax2.set(xlabel="epoch", ylabel=name, title=f"validation {name}")
+    return fig
+
+def plot_residuals(y: np.ndarray, pred: np.ndarray) -> Figure:
+    "A regression model's test rows: predicted against true (the diagonal is perfect), and the residuals' histogram"
+    y, pred = np.asarray(y, dtype="float64"), np.asarray(pred, dtype="float64").reshape(-1)
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.scatter(y, pred, s=8, alpha=0.6); lo, hi = min(y.min(), pred.min()), max(y.max(), pred.max())
+    ax1.plot([lo, hi], [lo, hi], color="C3", lw=1); ax1.set(xlabel="true", ylabel="predicted", title="predicted vs true")
+    ax2.hist(pred - y, bins=30, color="C1"); ax2.axvline(0, color="k", lw=1); ax2.set(xlabel="predicted - true", ylabel="rows", title="residuals")
     return fig
 
 def plot_confusion(confusion: list[list[int]], labels: list[str] | None = None) -> Figure:

@@ -21,8 +21,9 @@ from ..core.atomic import write_atomic
 
 # %% auto #0
 __all__ = ['MISSING_CODE', 'OOV_CODE', 'ARCHITECTURES', 'MODEL_FORMAT', 'ModelError', 'Standardize', 'encode_features', 'Encode',
-           'MLP', 'CNN', 'Classifier', 'build_model', 'weights_sha256', 'to_tensors', 'label_indices', 'predict_proba',
-           'save_torch_atomic', 'model_payload', 'save_model', 'model_from_payload', 'load_model']
+           'MLP', 'CNN', 'Classifier', 'build_model', 'weights_sha256', 'to_tensors', 'label_indices', 'target_values',
+           'answers', 'predict_proba', 'save_torch_atomic', 'model_payload', 'save_model', 'model_from_payload',
+           'load_model']
 
 # %% ../../nbs/research/12_model.ipynb #3bf13947
 class ModelError(ValueError):
@@ -154,11 +155,12 @@ def weights_sha256(weights: nn.Module | Mapping[str, torch.Tensor]) -> str:
 
 # %% ../../nbs/research/12_model.ipynb #e4316578
 def to_tensors(frame: pd.DataFrame, inputs: InputSpec) -> tuple[torch.Tensor, torch.Tensor | None]:
-    "Features as float32 and labels as int64 (None when `frame` has no label column)"
+    "Features as float32 and labels as int64 class indices, or a regression target standardized as float32 (None when `frame` has no label column)"
     missing = [c for c in inputs.features if c not in frame.columns]
     if missing: raise ModelError(f"the model needs columns {missing[:5]}{' ...' if len(missing) > 5 else ''}, which the frame lacks")
     x = torch.from_numpy(encode_features(frame, inputs))
-    return x, (torch.from_numpy(label_indices(frame[inputs.target], inputs)) if inputs.target in frame.columns else None)
+    if inputs.target not in frame.columns: return x, None
+    return x, torch.from_numpy(target_values(frame[inputs.target], inputs) if inputs.regression else label_indices(frame[inputs.target], inputs))
 
 def label_indices(labels: pd.Series, inputs: InputSpec) -> np.ndarray:
     "int64 class indices of `labels` (names or integers); `ModelError` names labels the model does not know"
@@ -167,13 +169,25 @@ def label_indices(labels: pd.Series, inputs: InputSpec) -> np.ndarray:
     if unknown := sorted(set(names) - set(index)): raise ModelError(f"labels {unknown[:5]} are not among the model's classes {inputs.class_names[:10]}")
     return names.map(index).to_numpy(dtype=np.int64, copy=True)   # writable: torch.from_numpy warns on a read-only view
 
+def target_values(y: pd.Series, inputs: InputSpec) -> np.ndarray:
+    "A regression target standardized by the training statistics, float32 [n]: what the network learns"
+    v = pd.to_numeric(y, errors="coerce").to_numpy(dtype=np.float64)
+    if np.isnan(v).any(): raise ModelError(f"regression target {inputs.target!r} has {int(np.isnan(v).sum())} missing or non-numeric values")
+    return ((v - inputs.target_stats["mean"]) / inputs.target_stats["std"]).astype(np.float32)
+
+def answers(model: Classifier, logits: torch.Tensor) -> torch.Tensor:
+    "What the model answers from its network's output: class probabilities, or (regression) the value in the target's units [n, 1]"
+    if not model.inputs.regression: return torch.softmax(logits, dim=1)
+    s = model.inputs.target_stats
+    return logits * s["std"] + s["mean"]
+
 @torch.inference_mode()
 def predict_proba(model: Classifier, frame: pd.DataFrame, batch_size: int = 4096) -> np.ndarray:
-    "Class probabilities, one row per row of `frame`"
+    "Class probabilities, one row per row of `frame` (regression: the predicted value, [n, 1])"
     x, _ = to_tensors(frame, model.inputs)
     was_training = model.training
     model.eval()
-    try: return torch.cat([torch.softmax(model(x[i:i + batch_size]), dim=1) for i in range(0, max(len(x), 1), batch_size)]).numpy()
+    try: return torch.cat([answers(model, model(x[i:i + batch_size])) for i in range(0, max(len(x), 1), batch_size)]).numpy()
     finally: model.train(was_training)
 
 # %% ../../nbs/research/12_model.ipynb #5d14cf1a

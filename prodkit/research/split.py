@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from ..core.schema import Task
 from .data import DataError, Dataset, feature_columns
 
 # %% auto #0
-__all__ = ['QUANTILES', 'DRIFT_BINS', 'SAMPLE_SIZE', 'row_hash', 'InputSpec', 'Split', 'category_text', 'class_names',
-           'categorical_columns', 'vocabulary', 'input_spec', 'split_dataset', 'quantile_bins', 'column_stats',
-           'reference_stats']
+__all__ = ['FEW_CLASSES', 'QUANTILES', 'DRIFT_BINS', 'SAMPLE_SIZE', 'row_hash', 'InputSpec', 'Split', 'category_text', 'task_of',
+           'target_stats', 'class_names', 'categorical_columns', 'vocabulary', 'input_spec', 'split_dataset',
+           'quantile_bins', 'column_stats', 'reference_stats']
 
 # %% ../../nbs/research/11_split.ipynb #3ec9208d
 def row_hash(index) -> str:
@@ -29,7 +30,7 @@ class InputSpec:
     "What the model takes in and predicts"
     features: list[str]      # input columns, in order
     target: str              # label column
-    n_classes: int           # the model answers one of n_classes classes
+    n_classes: int           # the model answers one of n_classes classes (regression: 1, the one output)
     input_shape: list[int]   # shape of one example, e.g. [30] or [1, 8, 8]
     mean: list[float]        # per feature, on the training rows (a categorical column: 0)
     std: list[float]         # per feature, on the training rows (1 where constant or categorical)
@@ -37,9 +38,13 @@ class InputSpec:
     categories: dict[str, list[str]] = field(default_factory=dict)  # categorical column -> its vocabulary (training values)
     fill: list[float] | None = None    # what a missing number becomes, per feature; None: the mean
     nullable: list[str] = field(default_factory=list)  # columns that may be missing: each gets a missing-indicator input
+    task: str = "classification"       # classification or regression
+    target_stats: dict = field(default_factory=dict)  # regression: the training target's mean, std (the network learns it standardized), median, min, max
 
     @property
     def n_features(self) -> int: return len(self.features)
+    @property
+    def regression(self) -> bool: return self.task == "regression"
     @property
     def class_names(self) -> list[str]: return list(self.classes) if self.classes is not None else [str(i) for i in range(self.n_classes)]
     def to_dict(self) -> dict: return asdict(self)
@@ -74,15 +79,33 @@ def category_text(values: pd.Series) -> pd.Series:
         return str(v)
     return values.map(text).astype(object)
 
+FEW_CLASSES = 20   # a float label of whole numbers with at most this many values is read as classes (0.0/1.0 after a NaN, say)
+
+def task_of(frame: pd.DataFrame, cfg: DictConfig) -> str:
+    "`data.task`, else regression for a float label, unless its values are whole numbers and at most `FEW_CLASSES` of them"
+    if cfg.get("task") is not None: return Task(cfg.task).value
+    y = frame[cfg.target].dropna()
+    if not pd.api.types.is_float_dtype(y): return "classification"
+    return "classification" if np.all(np.mod(y, 1) == 0) and y.nunique() <= FEW_CLASSES else "regression"
+
+def target_stats(y: pd.Series, name: str) -> dict:
+    "A regression target's training statistics: mean and std (the network learns the standardized target), median (the baseline's answer), range"
+    v = pd.to_numeric(y, errors="coerce")
+    if v.isna().any(): raise DataError(f"regression target {name!r} has {int(v.isna().sum())} missing or non-numeric values (rows {list(np.flatnonzero(v.isna())[:5])})")
+    std = float(v.std(ddof=0))
+    return dict(mean=float(v.mean()), std=std if std > 0 else 1.0, median=float(v.median()), min=float(v.min()), max=float(v.max()))
+
 def class_names(frame: pd.DataFrame, cfg: DictConfig) -> list[str]:
     "The label's classes in output order: declared `isin`, else 0..k-1 for class indices, else the sorted values"
     y = frame[cfg.target]
     if y.isna().any(): raise DataError(f"label column {cfg.target!r} has {int(y.isna().sum())} missing values (rows {list(np.flatnonzero(y.isna())[:5])})")
     declared = next((c.isin for c in cfg.columns if c.name == cfg.target and not c.regex and c.isin is not None), None)
     if declared is not None: return [str(v) for v in declared]
+    if pd.api.types.is_float_dtype(y) and not np.all(np.mod(y, 1) == 0):
+        raise DataError(f"label column {cfg.target!r} holds numbers that are not whole ({y.dtype}), and data.task=classification: a classifier needs class names or integers (or set data.task=regression)")
+    if pd.api.types.is_float_dtype(y): y = y.astype("int64")   # whole numbers in a float column: 1.0 is class "1"
     if pd.api.types.is_integer_dtype(y) and len(y) and y.min() >= 0:
         return [str(i) for i in range(int(y.max()) + 1)]   # class indices, as before: the classes are 0..max
-    if pd.api.types.is_float_dtype(y): raise DataError(f"label column {cfg.target!r} holds floats ({y.dtype}): a classifier needs class names or integers")
     return sorted(category_text(y).unique().tolist())
 
 def categorical_columns(train: pd.DataFrame, features: list[str], cfg: DictConfig) -> list[str]:
@@ -99,7 +122,7 @@ def vocabulary(values: pd.Series, max_categories: int) -> list[str]:
     return sorted(counts.index, key=lambda v: (-counts[v], v))[:max_categories]
 
 # %% ../../nbs/research/11_split.ipynb #b56cfbb0
-def input_spec(train: pd.DataFrame, classes: list[str], cfg: DictConfig) -> InputSpec:
+def input_spec(train: pd.DataFrame, classes: list[str], cfg: DictConfig, task: str = "classification") -> InputSpec:
     "The model's inputs, with the feature statistics and vocabularies of the training rows `train`"
     import re
     features = feature_columns(train, cfg)
@@ -114,10 +137,12 @@ def input_spec(train: pd.DataFrame, classes: list[str], cfg: DictConfig) -> Inpu
     std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
     stats = {c: (float(np.nan_to_num(m)), float(s), float(np.nan_to_num(f))) for c, m, s, f in zip(nums, mean, std, fill)}
     nullable = [c for c in features if any((re.fullmatch(s.name, c) if s.regex else s.name == c) and s.nullable for s in cfg.columns)]
-    return InputSpec(features, cfg.target, len(classes), shape, [stats.get(c, (0.0, 1.0, 0.0))[0] for c in features],
-                     [stats.get(c, (0.0, 1.0, 0.0))[1] for c in features], classes=list(classes),
+    regression = task == "regression"
+    return InputSpec(features, cfg.target, 1 if regression else len(classes), shape, [stats.get(c, (0.0, 1.0, 0.0))[0] for c in features],
+                     [stats.get(c, (0.0, 1.0, 0.0))[1] for c in features], classes=[] if regression else list(classes),
                      categories={c: vocabulary(train[c], cfg.max_categories) for c in cats},
-                     fill=[stats.get(c, (0.0, 1.0, 0.0))[2] for c in features], nullable=nullable)
+                     fill=[stats.get(c, (0.0, 1.0, 0.0))[2] for c in features], nullable=nullable, task=task,
+                     target_stats=target_stats(train[cfg.target], cfg.target) if regression else {})
 
 # %% ../../nbs/research/11_split.ipynb #e6fbe79d
 def split_dataset(
@@ -125,22 +150,23 @@ def split_dataset(
     cfg: DictConfig,               # the data config
     seed: int = 0,                 # the run's seed
 ) -> Split:
-    "Seeded, stratified train/validation/test split with row-index hashes and the model's `InputSpec`"
+    "Seeded, stratified train/validation/test split with row-index hashes and the model's `InputSpec` (regression: not stratified, the target is a number)"
     from sklearn.model_selection import train_test_split
     frame, version = (data.frame, data.version) if isinstance(data, Dataset) else (data, None)
     fv, ft = cfg.val_fraction, cfg.test_fraction
     if not (0 < fv < 1 and 0 < ft < 1 and fv + ft < 1):
         raise DataError(f"data.val_fraction={fv} and data.test_fraction={ft} must be in (0, 1) with a sum below 1")
-    classes = class_names(frame, cfg)
-    y = frame[cfg.target]
+    task = task_of(frame, cfg)
+    classes = class_names(frame, cfg) if task == "classification" else []
+    y, stratify = frame[cfg.target], cfg.stratify and task == "classification"
     try:
-        rest, test = train_test_split(frame.index, test_size=ft, random_state=seed, stratify=y if cfg.stratify else None)
-        train, val = train_test_split(rest, test_size=fv / (1 - ft), random_state=seed, stratify=y[rest] if cfg.stratify else None)
+        rest, test = train_test_split(frame.index, test_size=ft, random_state=seed, stratify=y if stratify else None)
+        train, val = train_test_split(rest, test_size=fv / (1 - ft), random_state=seed, stratify=y[rest] if stratify else None)
     except ValueError as e:
         raise DataError(f"cannot split {len(frame)} rows of {cfg.name} (val {fv}, test {ft}): {e}; "
                         "use more rows, other fractions, or data.stratify=false") from None
     parts = [frame.loc[np.sort(ix)] for ix in (train, val, test)]
-    return Split(*parts, inputs=input_spec(parts[0], classes, cfg), seed=seed, data_version=version)
+    return Split(*parts, inputs=input_spec(parts[0], classes, cfg, task), seed=seed, data_version=version)
 
 # %% ../../nbs/research/11_split.ipynb #7b2a34fd
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)

@@ -20,15 +20,15 @@ from torch import nn
 from tqdm import tqdm
 
 from ..core.config import to_dict
-from ..core.schema import Monitor, Optimizer
+from ..core.schema import ClassWeight, Monitor, Optimizer, RegressionLoss
 from .split import Split
 from .model import Classifier, save_model, save_torch_atomic, to_tensors, weights_sha256
 from ..core.atomic import write_atomic
 
 # %% auto #0
 __all__ = ['LOWEST_LOSS_FLOOR', 'CHECKPOINT_FORMAT', 'TrainingError', 'deterministic', 'epoch_seed', 'make_optimizer',
-           'train_epoch', 'loss_and_accuracy', 'check_loss', 'check_gradients', 'run_key', 'TrainState',
-           'save_checkpoint', 'load_checkpoint', 'FitResult', 'fit', 'copy_checkpoints']
+           'loss_function', 'train_epoch', 'loss_and_accuracy', 'check_loss', 'check_gradients', 'run_key',
+           'TrainState', 'save_checkpoint', 'load_checkpoint', 'FitResult', 'fit', 'copy_checkpoints']
 
 # %% ../../nbs/research/13_train.ipynb #4efa3957
 class TrainingError(RuntimeError):
@@ -63,8 +63,19 @@ def _diverged(loss: torch.Tensor, where: str, cfg: DictConfig, what: str = "loss
                          f"(now {cfg.lr:g}), train.optimizer=adam (now {Optimizer(cfg.optimizer).value}), or check the data "
                          "for extreme values (data.outliers.action=clip)")
 
+def loss_function(inputs, cfg: DictConfig, y_train: torch.Tensor | None = None) -> Callable:
+    "The loss: cross-entropy (each class weighted by `train.class_weight`, from `y_train`'s counts), or for regression `train.regression_loss` on the standardized target"
+    if inputs.regression:
+        f = nn.functional.huber_loss if RegressionLoss(cfg.get("regression_loss", "mse")) == RegressionLoss.huber else nn.functional.mse_loss
+        return lambda out, y: f(out.squeeze(1), y)
+    weight = None
+    if ClassWeight(cfg.get("class_weight", "none")) == ClassWeight.balanced and y_train is not None:
+        counts = torch.bincount(y_train, minlength=inputs.n_classes).double()
+        weight = (len(y_train) / (inputs.n_classes * counts.clamp(min=1))).float()   # n / (k * n_c); an absent class: as if seen once
+    return lambda out, y: nn.functional.cross_entropy(out, y, weight=weight)
+
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                cfg: DictConfig, seed: int, epoch: int, lowest: dict | None = None) -> float:
+                cfg: DictConfig, seed: int, epoch: int, lowest: dict | None = None, loss_fn: Callable | None = None) -> float:
     "Train one epoch (0-based `epoch`) over shuffled batches; the mean training loss (`lowest`: the run's lowest batch loss, kept across epochs)"
     lowest = {} if lowest is None else lowest
     torch.manual_seed(epoch_seed(seed, epoch))   # dropout
@@ -73,7 +84,7 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y
     total, n_batches = 0.0, math.ceil(len(x) / cfg.batch_size)
     for b in range(n_batches):
         idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        loss = (loss_fn or nn.functional.cross_entropy)(model(x[idx]), y[idx])
         where = f"epoch {epoch + 1}, batch {b + 1}/{n_batches}"
         check_loss(loss, lowest, cfg, where)
         opt.zero_grad(set_to_none=True)
@@ -84,11 +95,14 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y
     return total / len(x)
 
 @torch.inference_mode()
-def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> dict:
-    "Mean loss and accuracy of `model` on (`x`, `y`), in eval mode"
+def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096, loss_fn: Callable | None = None) -> dict:
+    "Mean loss and accuracy of `model` on (`x`, `y`), in eval mode; a regression model: the loss and the mean absolute error in the target's units"
     model.eval()
-    logits = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-    return dict(loss=nn.functional.cross_entropy(logits, y).item(), accuracy=(logits.argmax(1) == y).float().mean().item())
+    out = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    loss = (loss_fn or nn.functional.cross_entropy)(out, y).item()
+    if getattr(model, "inputs", None) is not None and model.inputs.regression:
+        return dict(loss=loss, mae=(out.squeeze(1) - y).abs().mean().item() * model.inputs.target_stats["std"])
+    return dict(loss=loss, accuracy=(out.argmax(1) == y).float().mean().item())
 
 # %% ../../nbs/research/13_train.ipynb #1589a502
 LOWEST_LOSS_FLOOR = 0.01   # the lowest loss `check_loss` compares against is at least this
@@ -158,7 +172,7 @@ def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, ke
 class FitResult:
     "A trained model and how it got there"
     model: Classifier               # with the best epoch's weights
-    history: list[dict]             # one record per epoch: epoch, train_loss, val_loss, val_accuracy
+    history: list[dict]             # one record per epoch: epoch, train_loss, val_loss, val_accuracy (regression: val_mae)
     best_epoch: int                 # 1-based
     best_score: float               # `monitor` at the best epoch
     monitor: str                    # train.monitor
@@ -216,7 +230,9 @@ def fit(
 ) -> FitResult:
     "Train `model` deterministically with early stopping, checkpoints and resume; the best weights at the end"
     start, monitor = time.perf_counter(), Monitor(cfg.monitor)
+    if split.inputs.regression and monitor == Monitor.val_accuracy: raise TrainingError("train.monitor=val_accuracy: a regression model has no accuracy; use train.monitor=val_loss")
     (xt, yt), (xv, yv) = to_tensors(split.train, split.inputs), to_tensors(split.val, split.inputs)
+    loss_fn, score = loss_function(split.inputs, cfg, yt), "mae" if split.inputs.regression else "accuracy"
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     last = ckdir/"last.pt" if ckdir else None
     with deterministic(seed, cfg.threads):
@@ -225,14 +241,14 @@ def fit(
         lowest = {}                                     # the lowest batch loss, for `check_loss`
         with _progress(cfg, state.epoch) as bar:
             while state.epoch < cfg.epochs and not state.stopped_early:
-                train_loss = train_epoch(model, opt, xt, yt, cfg, seed, state.epoch, lowest)
-                val = loss_and_accuracy(model, xv, yv)
+                train_loss = train_epoch(model, opt, xt, yt, cfg, seed, state.epoch, lowest, loss_fn)
+                val = loss_and_accuracy(model, xv, yv, loss_fn=loss_fn)
                 state.epoch += 1
                 if not math.isfinite(val["loss"]): raise _diverged(torch.tensor(val["loss"]), f"epoch {state.epoch}, validation", cfg)
-                epoch_metrics = dict(epoch=state.epoch, train_loss=train_loss, val_loss=val["loss"], val_accuracy=val["accuracy"])
+                epoch_metrics = {"epoch": state.epoch, "train_loss": train_loss, "val_loss": val["loss"], f"val_{score}": val[score]}
                 _end_epoch(state, model, epoch_metrics, monitor, cfg, ckdir)
                 if last is not None: save_checkpoint(last, model, opt, state, key)
-                bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val['loss']:.4f}", val_acc=f"{val['accuracy']:.3f}", refresh=False)
+                bar.set_postfix({"loss": f"{train_loss:.4f}", "val_loss": f"{val['loss']:.4f}", f"val_{score}": f"{val[score]:.4g}"}, refresh=False)
                 bar.update(1)
                 if on_epoch is not None: on_epoch(dict(epoch_metrics))
     if state.best_weights is None: raise TrainingError(f"no epoch was trained: train.epochs={cfg.epochs}")

@@ -27,8 +27,9 @@ from .serve import ModelState, ServeMetrics, Served, answer
 log = logging.getLogger("prodkit.serving.serve")
 
 # %% auto #0
-__all__ = ['log', 'CONFIG_ENV', 'Prediction', 'PredictResponse', 'Tensor', 'InferResponse', 'ModelMetadata', 'read_json',
-           'route_of', 'MetricsMiddleware', 'settings', 'create_app', 'ServeApp', 'app_from_env', 'run_server']
+__all__ = ['log', 'CONFIG_ENV', 'Prediction', 'ValuePrediction', 'PredictResponse', 'Tensor', 'InferResponse', 'ModelMetadata',
+           'read_json', 'route_of', 'MetricsMiddleware', 'settings', 'create_app', 'ServeApp', 'app_from_env',
+           'run_server']
 
 # %% ../../nbs/serving/53_app.ipynb #5c9a6b3d
 class Prediction(BaseModel):
@@ -37,13 +38,16 @@ class Prediction(BaseModel):
     probabilities: dict[str, float]
     low_confidence: bool = False
 
+class ValuePrediction(BaseModel):   # a regression model's answer
+    value: float
+
 class PredictResponse(BaseModel):
     model_name: str
     model_version: int | None        # None: the rule-based baseline answered
     fallback: bool                   # True: not the configured model (previous, baseline, or low confidence)
     reason: str | None = None        # why it was a fallback
     canary: bool = False             # answered by the canary (`serve.canary_ref`)
-    predictions: list[Prediction]
+    predictions: list[Prediction | ValuePrediction]
 
 class Tensor(BaseModel):
     name: str
@@ -175,13 +179,17 @@ def _json(model: BaseModel) -> Response: return Response(model.model_dump_json()
 def _check_name(name: str, cfg) -> None:
     if name != cfg.model_name: raise InputError(f"no model {name!r}: this service serves {cfg.model_name!r}", 404)
 
-def _predict_response(a, cfg) -> PredictResponse:
-    labels, top = a.labels, a.probs.argmax(1)
-    low = a.low if a.low is not None else np.zeros(len(top), bool)
-    preds = [Prediction.model_construct(label=labels[t], confidence=p[t], probabilities=dict(zip(labels, p)), low_confidence=lo)
-             for t, p, lo in zip(top.tolist(), a.probs.tolist(), low.tolist())]   # built from typed values: no validation pass needed
+def _predict_response(a, cfg, regression: bool = False) -> PredictResponse:
+    if regression: preds = [ValuePrediction.model_construct(value=v) for v in a.probs[:, 0].tolist()]
+    else: preds = _label_predictions(a)
     return PredictResponse.model_construct(model_name=cfg.model_name, model_version=a.version, fallback=a.fallback, reason=a.reason,
                                            canary=a.canary, predictions=preds)
+
+def _label_predictions(a) -> list[Prediction]:
+    labels, top = a.labels, a.probs.argmax(1)
+    low = a.low if a.low is not None else np.zeros(len(top), bool)
+    return [Prediction.model_construct(label=labels[t], confidence=p[t], probabilities=dict(zip(labels, p)), low_confidence=lo)
+            for t, p, lo in zip(top.tolist(), a.probs.tolist(), low.tolist())]   # built from typed values: no validation pass needed
 
 # %% ../../nbs/serving/53_app.ipynb #6e424756
 def _health_routes(app: FastAPI, state: ModelState, cfg) -> None:
@@ -219,9 +227,9 @@ def _metadata_routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg
         versions = sorted({str(v) for v in s.aliases.values()}, key=int)
         return ModelMetadata(name=name, versions=versions, platform="onnxruntime_onnx",
             inputs=_v2_inputs(s.schema),
-            outputs=[{"name": s.schema.output_name, "datatype": "FP32", "shape": [-1, len(s.schema.labels)]},
-                     {"name": "label", "datatype": "BYTES", "shape": [-1]}],
-            parameters={"features": list(s.schema.features), "labels": list(s.schema.labels), "loaded_version": s.version,
+            outputs=[{"name": s.schema.output_name, "datatype": "FP32", "shape": [-1, 1]}] if s.schema.regression else
+                    [{"name": s.schema.output_name, "datatype": "FP32", "shape": [-1, len(s.schema.labels)]}, {"name": "label", "datatype": "BYTES", "shape": [-1]}],
+            parameters={"task": s.schema.task, "features": list(s.schema.features), "labels": list(s.schema.labels), "loaded_version": s.version,
                         "role": s.role, "fallback": s.fallback, "reason": s.reason, "aliases": s.aliases,
                         "canary_version": s.canary.version if s.canary else None})
 
@@ -244,8 +252,8 @@ def _routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg) -> list
         body = await read_json(request, cfg.max_body_bytes)
         a = answer(s, x := v2_array(body, s.schema, cfg.max_batch, cfg.range_margin), cfg, metrics)
         n, k = a.probs.shape
-        outs = [Tensor.model_construct(name=s.schema.output_name, datatype="FP32", shape=[n, k], data=a.probs.ravel().tolist()),
-                Tensor.model_construct(name="label", datatype="BYTES", shape=[n], data=[a.labels[i] for i in a.probs.argmax(1).tolist()])]
+        outs = [Tensor.model_construct(name=s.schema.output_name, datatype="FP32", shape=[n, k], data=a.probs.ravel().tolist())]
+        if not s.schema.regression: outs.append(Tensor.model_construct(name="label", datatype="BYTES", shape=[n], data=[a.labels[i] for i in a.probs.argmax(1).tolist()]))
         params = {"fallback": a.fallback, "reason": a.reason, "canary": a.canary}
         if a.low is not None: params["low_confidence"] = a.low.tolist()
         r = _json(InferResponse.model_construct(model_name=name, model_version=None if a.version is None else str(a.version),
@@ -258,7 +266,7 @@ def _routes(app: FastAPI, state: ModelState, metrics: ServeMetrics, cfg) -> list
         if not s.ready: raise _not_ready(s)
         body = await read_json(request, cfg.max_body_bytes)
         a = answer(s, x := records_to_array(body, s.schema, cfg.max_batch, cfg.range_margin), cfg, metrics)
-        r = _json(_predict_response(a, cfg))
+        r = _json(_predict_response(a, cfg, s.schema.regression))
         if plog: r.headers["x-request-id"] = plog.log(x, s, a)   # sampled requests are queued for the prediction log
         return r
 

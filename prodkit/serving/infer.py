@@ -46,9 +46,14 @@ class ModelSchema:
     hi: np.ndarray = field(repr=False)  # training maximum per feature (+inf when unknown)
     strings: frozenset = frozenset()    # categorical features: string columns, any value answered (unseen ones too)
     nullable: frozenset = frozenset()   # features that may be missing: the model imputes them
+    task: str = "classification"        # classification, or regression: one output, the value in the target's units (no labels)
+    target_stats: dict = field(default_factory=dict, repr=False)  # regression: the training target's mean, std, median, min, max
 
     @property
     def n_features(self) -> int: return len(self.features)
+
+    @property
+    def regression(self) -> bool: return self.task == "regression"
 
     @property
     def raw(self) -> bool:
@@ -73,7 +78,8 @@ class ModelSchema:
             cols = {c["name"]: c for c in i.get("columns") or []}
             return cls(i["name"], feats, o["name"], tuple(str(l) for l in o["labels"]), lo, hi,
                        frozenset(f for f in feats if cols.get(f, {}).get("dtype") == "string"),
-                       frozenset(f for f in feats if cols.get(f, {}).get("nullable")))
+                       frozenset(f for f in feats if cols.get(f, {}).get("nullable")),
+                       o.get("task", "classification"), dict(o.get("target_stats") or {}))
         except (KeyError, TypeError) as e: raise InferenceError(f"model metadata lacks {e}: not a prodkit.onnx/1 model") from None
 
 # %% ../../nbs/serving/50_infer.ipynb #657c2dcb
@@ -103,7 +109,7 @@ class OnnxModel:
         if self.schema.output_name not in names: raise InferenceError(f"the model has no output {self.schema.output_name!r} (it has {names})")
 
     def predict(self, x: np.ndarray | dict) -> np.ndarray:
-        "Class probabilities [batch, n_classes] for float rows `x` [batch, n_features], or a dict of raw columns (`check_frame`'s)"
+        "Class probabilities [batch, n_classes] (regression: the predicted value [batch, 1]) for float rows `x` [batch, n_features], or a dict of raw columns (`check_frame`'s)"
         if isinstance(x, dict): return self.session.run([self.schema.output_name], x)[0]
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.schema.n_features:
@@ -306,7 +312,8 @@ def v2_array(body, schema, max_batch: int, margin: float | None) -> np.ndarray |
 
 # %% ../../nbs/serving/50_infer.ipynb #ba8531cb
 def prediction_frame(probs: np.ndarray, schema: ModelSchema, version) -> pd.DataFrame:
-    "A table of predictions: `label`, `confidence`, `proba_<label>` per class, `model_version`"
+    "A table of predictions: `label`, `confidence`, `proba_<label>` per class, `model_version`; regression: `prediction`, `model_version`"
+    if schema.regression: return pd.DataFrame({"prediction": probs.reshape(-1).astype(np.float32), "model_version": version})
     top = probs.argmax(1)
     out = pd.DataFrame({"label": np.asarray(schema.labels, dtype=object)[top], "confidence": probs.max(1).astype(np.float32)})
     for k, lab in enumerate(schema.labels): out[f"proba_{lab}"] = probs[:, k]

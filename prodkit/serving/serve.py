@@ -25,7 +25,10 @@ class Baseline:
     def __init__(self, cfg: Any, schema: ModelSchema):  # cfg: `serve.baseline` (rules, default, confidence)
         self.schema, self.labels = schema, list(schema.labels)
         get = (lambda r, k: r[k]) if isinstance(cfg, dict) else getattr
-        self.rules = []
+        self.rules, self.confidence = [], float(get(cfg, "confidence"))
+        if schema.regression:   # a constant: the training target's median (rules answer labels, which a regression model has none of)
+            if "median" not in schema.target_stats: raise InferenceError("a regression model without the training target's median: no constant to answer with")
+            self.value = float(schema.target_stats["median"]); return
         for r in get(cfg, "rules") or []:
             f, lab = r["feature"], str(r["label"])
             if f not in schema.features: raise InferenceError(f"serve.baseline rule names feature {f!r}, which the model does not take")
@@ -34,11 +37,11 @@ class Baseline:
             self.rules.append((schema.features.index(f), float(r["above"]), self.labels.index(lab)))
         default = str(get(cfg, "default"))
         self.default = self.labels.index(default) if default in self.labels else 0
-        self.confidence = float(get(cfg, "confidence"))
 
     def predict(self, x: np.ndarray | dict) -> np.ndarray:
-        "Probabilities [n, k]: `confidence` on the rule's label, the rest spread evenly (a missing value matches no rule)"
+        "Probabilities [n, k]: `confidence` on the rule's label, the rest spread evenly (a missing value matches no rule); regression: the median [n, 1]"
         k, n = len(self.labels), n_rows(x)
+        if self.schema.regression: return np.full((n, 1), self.value, dtype=np.float32)
         column = (lambda j: x[self.schema.features[j]]) if isinstance(x, dict) else (lambda j: x[:, j])
         pick = np.full(n, self.default)
         for j, above, lab in reversed(self.rules): pick = np.where(column(j) > above, lab, pick)
@@ -193,7 +196,7 @@ def answer(s: Served, x: np.ndarray | dict, cfg: Any, metrics: ServeMetrics | No
     if m is not None: probs, fb, reason = m.predict(x), s.fallback and not canary, s.reason if not canary else None
     else: probs, fb, reason = s.baseline.predict(x), True, s.reason
     conf, low = probs.max(1), None
-    if cfg.confidence_threshold > 0 and m is not None:
+    if cfg.confidence_threshold > 0 and m is not None and not s.schema.regression:   # a regression value has no confidence
         low = conf < cfg.confidence_threshold
         if metrics and (n_low := int(low.sum())): metrics.child(metrics.low_confidence, str(m.version)).inc(n_low)
         if low.any() and cfg.low_confidence == "baseline" and s.baseline is not None:
@@ -204,5 +207,5 @@ def answer(s: Served, x: np.ndarray | dict, cfg: Any, metrics: ServeMetrics | No
     if metrics:
         if fb and m is None: metrics.fallbacks.labels("baseline").inc()
         elif fb and s.fallback and not canary: metrics.fallbacks.labels(f"{s.role}_model").inc()
-        metrics.observe(a.version if a.version is not None else "baseline", [a.labels[i] for i in probs.argmax(1).tolist()], conf)
+        if not s.schema.regression: metrics.observe(a.version if a.version is not None else "baseline", [a.labels[i] for i in probs.argmax(1).tolist()], conf)
     return a
