@@ -31,6 +31,7 @@ def test_the_released_file_takes_the_raw_columns_and_speaks_class_names(released
     inputs = {i.name: i.type for i in ort_session(ModelRegistry(released/"registry").onnx_bytes(v.version)).get_inputs()}
     assert inputs["island"] == "tensor(string)" and inputs["body_mass_g"] == "tensor(float)"
     assert v.parity["passed"] and v.parity["max_abs"] < 1e-5       # parity was checked on rows with unseen categories and missing values
+    assert sorted(r["feature"] for r in v.explanations["importance"]["features"]) == sorted(cols)   # one entry per raw column: island is one
 
 @pytest.mark.slow
 def test_batch_inference_scores_the_raw_file_unseen_categories_and_missing_values_included(released):

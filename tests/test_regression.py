@@ -72,3 +72,18 @@ def test_batch_output_serve_log_and_drift(released):
     report = json.loads(r.stdout)
     out = {o["name"]: o for o in report["outputs"]}
     assert out["prediction"]["kind"] == "numeric" and out["prediction"]["psi"] is not None, out
+
+def test_importance_travels_with_the_version_and_explain_names_the_columns(released):
+    v = ModelRegistry(released/"registry").get("production")
+    imp = v.explanations["importance"]
+    assert imp["metric"] == "mae" and len(imp["features"]) == 10 and imp["features"][0]["mean"] > 0, imp
+    run_dir = next((released/"runs"/"train").glob("*/importance.json")).parent
+    assert json.loads((run_dir/"importance.json").read_text()) == imp and (run_dir/"importance.png").stat().st_size > 1000
+    r = run(PRODKIT, "explain", "production", released/"data"/"diabetes.csv", "--registry", released/"registry", "-n", "2",
+            "-o", released/"effects.csv", cwd=released)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "442 row(s) explained" in r.stdout and r.stdout.count("  row ") == 2, r.stdout     # -n 2: two printed, all in the file
+    effects = pd.read_csv(released/"effects.csv")
+    assert len(effects) == 442 and {f"effect_{c}" for c in ("age", "sex", "bmi")} <= set(effects.columns)
+    r = run(PRODKIT, "explain", "production", released/"nope.csv", "--registry", released/"registry", cwd=released)
+    assert r.returncode == 1 and "nope.csv does not exist" in r.stderr, r.stderr

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..core.config import ConfigError, check_ranges, compose, field_doc, key_help, schema_field
 
 # %% auto #0
-__all__ = ['COMMANDS', 'config_option', 'infer', 'infer_shards', 'serve']
+__all__ = ['COMMANDS', 'config_option', 'infer', 'infer_shards', 'serve', 'explain']
 
 # %% ../../nbs/cli/88_serve.ipynb #ae62ce06
 def config_option(*flags: str, key: str, **kw):
@@ -79,4 +79,34 @@ def serve(overrides, **options):
     if c.log.pii is None: c.log.pii = pii_columns(full.data)   # the data schema's `pii: true` columns: hashed or dropped in the prediction log
     run_server(OmegaConf.create(OmegaConf.to_container(c, resolve=True)))   # resolved while the root config is there
 
-COMMANDS = (infer, infer_shards, serve)   # the root group adds these
+@click.command("explain")
+@click.argument("ref")
+@click.argument("input", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="write every row's answer and effects here (.csv or .parquet)")
+@click.option("--rows", "-n", type=click.IntRange(min=0), default=10, show_default=True, help="rows to print")
+@config_option("--registry", key="infer.registry", type=click.Path(file_okay=False, resolve_path=True))
+def explain(ref, input, overrides, output, rows, **options):
+    """Explain REF's answers on INPUT's rows: per column, how far the answer moves when that column takes its typical training value
+
+    REF: a registry version or alias (its reference statistics give the typical values). INPUT: CSV or Parquet, raw columns."""
+    from prodkit.monitoring.monitor import DriftError, read_table
+    from prodkit.release.registry import ModelRegistry, RegistryError
+    from prodkit.serving.batch import BatchError, TableWriter, open_model
+    from prodkit.serving.explain import explain_rows, top_effects
+    from prodkit.serving.infer import InferenceError, InputError
+    c = _compose(overrides, options).infer
+    try:
+        m = open_model(ref, c.registry)
+        reference = ModelRegistry(c.registry).get(ref).reference_stats
+        ex = explain_rows(m, read_table(input), reference)
+        if output:
+            w = TableWriter(Path(output).resolve()); w.write(ex); w.commit()
+    except (BatchError, InferenceError, InputError, RegistryError, DriftError) as e:
+        click.echo(f"prodkit explain: {e}", err=True); raise click.exceptions.Exit(1)
+    click.echo(f"v{m.version}: {len(ex)} row(s) explained; effect = answer with the row's value - answer with the typical training value"
+               + ("" if m.schema.regression else " (the predicted class's probability)"))
+    for line in top_effects(ex.head(rows)): click.echo("  " + line)
+    if output: click.echo(f"all effects: {output}")
+
+COMMANDS = (infer, infer_shards, serve, explain)   # the root group adds these

@@ -37,6 +37,7 @@ class ModelVersion:
     export: dict = field(default_factory=dict)           # exporter, opset, seconds, size, speed
     links: dict = field(default_factory=dict)            # release run, wandb run and artifact
     baseline: int | None = None            # the production version the `production` gates were measured against; None: there was none
+    explanations: dict = field(default_factory=dict)     # the training run's permutation importance (`importance`), per raw column
 
     @property
     def name(self) -> str: return f"v{self.version}"
@@ -136,6 +137,7 @@ def _register(
     export: dict | None = None,               # export facts and speed
     links: dict | None = None,                # release run, wandb
     baseline: int | None = None,              # the production version the `production` gates were measured against
+    explanations: dict | None = None,         # e.g. {"importance": permutation importance of the training run}
     who: str | None = None,                   # default: user@host
 ) -> ModelVersion:
     "Store a model and its lineage as the next version; `candidate` points to it"
@@ -148,7 +150,7 @@ def _register(
     rec = dict(onnx_sha256=onnx_sha, torch_sha256=torch_sha, run_id=run_id or meta.get("training_run_id"),
                data_version=data_version or meta.get("data_version"), metrics=metrics or {}, gates=list(gates or []),
                parity=parity or {}, reference_stats=reference_stats or {}, metadata=meta, created=utc_now().isoformat(timespec="milliseconds"), created_by=who,
-               provenance=provenance or {}, export=export or {}, links=links or {}, baseline=baseline)
+               provenance=provenance or {}, export=export or {}, links=links or {}, baseline=baseline, explanations=explanations or {})
     return self.get(self.store.add_version(rec, who))
 
 # %% ../../nbs/release/33_registry.ipynb #372c2856

@@ -127,6 +127,11 @@ def _log_onnx_artifact(tracker, trained: TrainedRun, path: Path, metadata: dict)
     art = tracker.log_artifact(path, "model", name, metadata=metadata, aliases=["latest", pin])
     return dict(wandb_run_id=tracker.run_id, wandb_dir=str(tracker.path), wandb_artifact=f"{name}:{pin}", wandb_artifact_digest=art["digest"])
 
+def _explanations(run_dir: Path) -> dict:
+    "The training run's permutation importance ({} for a run from before it was measured)"
+    f = run_dir/"importance.json"
+    return {"importance": json.loads(f.read_text())} if f.is_file() else {}
+
 def _register_once(reg: ModelRegistry, trained: TrainedRun, onnx_bytes: bytes, sha: str, measured: dict, gates: list,
                    parity: dict, facts: dict, speed: list, links: dict, baseline: int | None) -> tuple[ModelVersion, bool]:
     "(the version, True if released before): the same file, run and gate verdicts, still valid against this production, reuse it"
@@ -136,7 +141,8 @@ def _register_once(reg: ModelRegistry, trained: TrainedRun, onnx_bytes: bytes, s
             and (not v.relative_gates or baseline in (v.baseline, v.version))]  # released before, still valid: reuse
     v = same[-1] if same else reg.register(onnx_bytes, trained.path/"model.pt", metrics=measured, gates=gates, parity=parity,
                                            reference_stats=trained.reference_stats, provenance=_provenance(rec),
-                                           export=dict(facts, speed=speed), links=links, baseline=baseline)
+                                           export=dict(facts, speed=speed), links=links, baseline=baseline,
+                                           explanations=_explanations(trained.path))
     return v, bool(same)
 
 # %% ../../nbs/release/34_release.ipynb #dee6635a

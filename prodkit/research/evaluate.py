@@ -20,7 +20,8 @@ from .model import Classifier, predict_proba, to_tensors
 
 # %% auto #0
 __all__ = ['expected_calibration_error', 'classification_metrics', 'regression_metrics', 'segment_labels', 'segment_metrics',
-           'measure_inference', 'evaluate', 'plot_history', 'plot_residuals', 'plot_confusion']
+           'measure_inference', 'evaluate', 'plot_history', 'plot_residuals', 'plot_confusion',
+           'permutation_importance', 'plot_importance', 'saliency', 'plot_saliency']
 
 # %% ../../nbs/research/14_evaluate.ipynb #110cc133
 def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 15) -> float:
@@ -166,4 +167,62 @@ def plot_confusion(confusion: list[list[int]], labels: list[str] | None = None) 
     for i in range(len(cm)):
         for j in range(len(cm)): ax.text(j, i, cm[i, j], ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
     ax.set(xticks=range(len(cm)), yticks=range(len(cm)), xticklabels=labels, yticklabels=labels, xlabel="predicted", ylabel="true")
+    return fig
+
+# %% ../../nbs/research/14_evaluate.ipynb #4cc0c6d0
+def permutation_importance(
+    model: Classifier,     # a trained model
+    frame: pd.DataFrame,   # labelled rows, e.g. `split.test`
+    repeats: int = 5,      # shuffles per column
+    seed: int = 0,         # seeds the shuffles: the same model and rows give the same numbers
+) -> dict:
+    "Per raw column, the drop in accuracy (regression: the rise in MAE) when it is shuffled: mean and std over `repeats`, largest first"
+    inputs, rng = model.inputs, np.random.default_rng(seed)
+    if inputs.regression:
+        y = pd.to_numeric(frame[inputs.target]).to_numpy(dtype="float64")
+        score = lambda f: -float(np.mean(np.abs(predict_proba(model, f)[:, 0] - y)))
+    else:
+        y = to_tensors(frame, inputs)[1].numpy()
+        score = lambda f: float((predict_proba(model, f).argmax(1) == y).mean())
+    base, rows = score(frame), []
+    for c in inputs.features:
+        drops = []
+        for _ in range(repeats):
+            shuffled = frame.copy(); shuffled[c] = frame[c].to_numpy()[rng.permutation(len(frame))]
+            drops.append(base - score(shuffled))
+        rows.append(dict(feature=c, mean=float(np.mean(drops)), std=float(np.std(drops))))
+    return dict(metric="mae" if inputs.regression else "accuracy", baseline=abs(base), repeats=repeats, seed=seed,
+                features=sorted(rows, key=lambda r: -r["mean"]))
+
+def plot_importance(importance: dict, top: int = 20) -> Figure:
+    "The `top` columns by permutation importance, with their std as error bars"
+    rows = importance["features"][:top][::-1]
+    fig = Figure(figsize=(6, 0.8 + 0.28 * len(rows)), layout="constrained")
+    ax = fig.subplots()
+    ax.barh([r["feature"] for r in rows], [r["mean"] for r in rows], xerr=[r["std"] for r in rows], color="C0")
+    what = "rise in MAE" if importance["metric"] == "mae" else "drop in accuracy"
+    ax.set(xlabel=f"{what} when shuffled", title=f"permutation importance ({importance['repeats']} shuffles)"); ax.axvline(0, color="k", lw=0.8)
+    return fig
+
+# %% ../../nbs/research/14_evaluate.ipynb #74cee44b
+def saliency(model: Classifier, frame: pd.DataFrame, n: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "(images [n, h, w], |d p(predicted) / d pixel| [n, h, w], predicted class) for the first `n` rows of an image model"
+    if len(model.inputs.input_shape) != 3: raise ValueError(f"saliency needs an image model (data.input_shape [c, h, w]), not {model.inputs.input_shape}")
+    x = to_tensors(frame.iloc[:n], model.inputs)[0].requires_grad_(True)
+    model.eval()
+    p = torch.softmax(model(x), dim=1)
+    pred = p.argmax(1)
+    p.gather(1, pred[:, None]).sum().backward()
+    shape = [len(x), *model.inputs.input_shape[1:]]
+    return x.detach().numpy().reshape(shape), x.grad.abs().numpy().reshape(shape), pred.numpy()
+
+def plot_saliency(images: np.ndarray, maps: np.ndarray, predicted, names: list[str]) -> Figure:
+    "Each image above its saliency map, titled with the predicted class"
+    fig = Figure(figsize=(1.8 * len(images), 3.8), layout="constrained")
+    axes = fig.subplots(2, len(images), squeeze=False)
+    for i, (img, m, k) in enumerate(zip(images, maps, predicted)):
+        axes[0, i].imshow(img, cmap="gray_r"); axes[0, i].set_title(f"predicted {names[int(k)]}")
+        axes[1, i].imshow(m, cmap="hot")
+        for a in axes[:, i]: a.set_xticks([]); a.set_yticks([])
+    axes[1, 0].set_ylabel("saliency")
     return fig

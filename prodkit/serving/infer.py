@@ -156,7 +156,8 @@ def check_frame(frame: pd.DataFrame, schema: ModelSchema, margin: float | None =
         x[:, j] = vals; reasons = _join(reasons, why)
     ok = reasons == ""
     if not schema.strings: return x[ok], ok, reasons
-    return {f: (text[f][ok] if f in schema.strings else np.ascontiguousarray(x[ok, j])) for j, f in enumerate(schema.features)}, ok, reasons
+    empty = np.full(n, "", dtype=object)   # a missing string column: every row is refused above, none reaches the model
+    return {f: (text.get(f, empty)[ok] if f in schema.strings else np.ascontiguousarray(x[ok, j])) for j, f in enumerate(schema.features)}, ok, reasons
 
 def _join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     "Element-wise '; '-join of two reason arrays, skipping empty ones"
