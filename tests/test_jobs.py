@@ -22,7 +22,9 @@ def test_train_job_records_metrics_artifacts_plots_and_a_complete_wandb_run(tmp_
     d = Path(rec.run_dir)
     assert {"accuracy", "f1", "roc_auc", "ece", "weights_sha256"} <= set(rec.metrics)
     assert 0.5 < rec.metrics["accuracy"] <= 1 and 0 <= rec.metrics["ece"] <= 1 and len(rec.metrics["weights_sha256"]) == 64
-    assert {a["path"] for a in rec.artifacts} == {"model.pt", "reference_stats.json", "split.json"}
+    assert {a["path"] for a in rec.artifacts} == {"model.pt", "reference_stats.json", "split.json", "importance.json", "importance.png"}
+    imp = json.loads((d/"importance.json").read_text())
+    assert imp["metric"] == "accuracy" and len(imp["features"]) == 30 and {"mean", "std", "feature"} == set(imp["features"][0])
     stats = json.loads((d/"reference_stats.json").read_text())
     assert stats and "mean radius" in json.dumps(stats)
     assert list(rec.data.values())[0] is not None           # the data file's sha256, materialized by the job
@@ -30,7 +32,7 @@ def test_train_job_records_metrics_artifacts_plots_and_a_complete_wandb_run(tmp_
     assert "skipped" in cached.stdout and rec.id in cached.stdout  # keyed on the data the run read
     out = nbformat.read(d/"output.ipynb", as_version=4)
     pngs = [o for c in out.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
-    assert len(pngs) == 2                                    # loss curves and the confusion matrix
+    assert len(pngs) == 3                                    # loss curves, the confusion matrix, permutation importance
     assert "Failed to detect the name of this notebook" not in (d/"output.ipynb").read_text()   # wandb knows the job's notebook
     wdir = Path(rec.links["wandb_dir"])
     assert rec.links["wandb_run_id"] in wdir.name and wdir.is_relative_to(d)

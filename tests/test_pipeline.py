@@ -55,7 +55,7 @@ def test_unknown_job_and_forward_references_fail_before_anything_runs(tmp_path):
     res = pipeline(tmp_path/"p.yaml", f"paths.runs_dir={tmp_path/'runs'}")
     assert res.returncode == 2 and "no job 'no_such_job'" in res.stderr and not (tmp_path/"runs").exists()
     res = pipeline("no_such_pipeline")
-    assert res.returncode == 2 and "pipelines: demo, drill" in res.stderr
+    assert res.returncode == 2 and "pipelines: demo, diabetes, drill, penguins" in res.stderr
 
 def test_the_drill_trains_shifts_and_reports_drift(tmp_path):
     runs = tmp_path/"runs"
@@ -71,3 +71,17 @@ def test_the_drill_trains_shifts_and_reports_drift(tmp_path):
     cli = subprocess.run([PRODKIT, "drift", rec.steps[0]["run_id"], Path(rec.steps[1]["run_dir"])/"shifted.csv", "--runs-dir", runs,
                           "--out", tmp_path/"r"], capture_output=True, text=True, timeout=120)
     assert cli.returncode == 2, cli.stderr
+
+def test_the_penguins_pipeline_goes_from_the_raw_csv_to_a_drift_verdict(tmp_path):
+    "conf/pipeline/penguins.yaml: string labels, categorical and missing values, no code outside prodkit; its own registry"
+    runs, reg = tmp_path/"runs", tmp_path/"registry"
+    res = pipeline("penguins", f"paths.runs_dir={runs}", f"paths.data_dir={tmp_path/'data'}", f"registry.path={reg}", "debug=tiny",
+                   "gates.rules=['parity_max_abs <= 1e-4']")   # a 2-epoch model: only the export is gated here
+    assert res.returncode == 0, res.stdout + res.stderr
+    rec = list_pipelines(runs, "penguins")[-1]
+    assert [s["status"] for s in rec.steps] == ["succeeded"] * 4
+    assert (reg/"registry.db").is_file()                                                    # the override wins over the experiment's
+    batch = next(s for s in rec.steps if s["name"] == "batch")
+    preds = __import__("pandas").read_parquet(next(Path(batch["run_dir"]).glob("predictions.parquet")))
+    assert {"proba_Adelie", "proba_Chinstrap", "proba_Gentoo"} <= set(preds.columns) and len(preds) == 344   # every raw row scored, NaN rows too
+    assert rec.steps[-1]["metrics"]["drift_status"] in ("none", "warn", "alert")

@@ -41,7 +41,7 @@ class Standardize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = (x - self.mean) / self.std
-        return torch.where(torch.isnan(z), self.fill_z.expand_as(z), z)   # inf stays inf: training fails loudly on it
+        return torch.where(torch.isnan(z), self.fill_z, z)   # fill_z broadcasts over rows; inf stays inf: training fails loudly on it
 
 # %% ../../nbs/research/12_model.ipynb #2ede2bc6
 MISSING_CODE, OOV_CODE = 0, 1   # the two buckets every categorical column has, before its vocabulary
@@ -68,13 +68,16 @@ class Encode(nn.Module):
         self.onehot = str(encoding).endswith("onehot")
         self.embed = nn.ModuleList([] if self.onehot else [nn.Embedding(k, embedding_dim) for _, k in self.cat])
         self.out_features = len(self.num) + len(self.ind) + sum(k if self.onehot else embedding_dim for _, k in self.cat)
+        for name, idx in (("num_idx", self.num), ("ind_idx", self.ind)):   # not weights: the state_dict stays as it was
+            self.register_buffer(name, torch.tensor(idx, dtype=torch.long), persistent=False)
+        for i, (_, k) in enumerate(self.cat): self.register_buffer(f"eye{i}", torch.eye(k), persistent=False)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         if self.plain: return z
-        parts = [z[:, self.num]] + ([torch.isnan(x[:, self.ind]).float()] if self.ind else [])
+        parts = [z.index_select(1, self.num_idx)] + ([torch.isnan(x.index_select(1, self.ind_idx)).float()] if self.ind else [])
         for i, (j, k) in enumerate(self.cat):
-            code = torch.nan_to_num(x[:, j], nan=MISSING_CODE).clamp(0, k - 1).long()
-            parts.append((code.unsqueeze(1) == torch.arange(k)).float() if self.onehot else self.embed[i](code))
+            code = x[:, j].long()   # 0..k-1 by construction: `encode_features` and the graph's LabelEncoder give no other codes
+            parts.append(nn.functional.embedding(code, getattr(self, f"eye{i}")) if self.onehot else self.embed[i](code))   # one-hot: a row of the identity, one Gather
         return torch.cat(parts, dim=1)
 
 # %% ../../nbs/research/12_model.ipynb #c06ab720
