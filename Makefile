@@ -57,9 +57,13 @@ test: install ## fail if prodkit/ or nbs/ is out of sync or unclean, lint, then 
 	$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15   # a file's tests share one worker (and its fixtures)
 
-test-fast: install ## the developer's loop (about a minute): sync + lint, then pytest without the slow tests (no kernels, no training)
+test-fast: install ## the developer's loop (about a minute): sync + lint, nbdev-test of the notebooks changed since main, pytest without the slow tests
 	$(BIN)/python -m prodkit.cli.hygiene check
 	$(BIN)/ruff check --quiet prodkit tests bench
+	@changed=$$( { git diff --name-only main -- 'nbs/*.ipynb' 'nbs/**/*.ipynb'; git ls-files --others --exclude-standard -- nbs; } 2>/dev/null \
+	  | grep '\.ipynb$$' | sort -u ); \
+	if [ -z "$$changed" ]; then echo "nbdev-test: no notebook changed since main"; fi; \
+	for nb in $$changed; do if [ -f "$$nb" ]; then echo "nbdev-test $$nb"; $(BIN)/nbdev-test "$$nb" || exit 1; fi; done
 	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider -n 2
 
 bench: install ## benchmarks in bench/: a table here, JSON in bench/results/

@@ -1,4 +1,4 @@
-import os, shutil, subprocess, sys
+import os, shutil, signal, subprocess, sys
 from pathlib import Path
 import psutil
 import pytest
@@ -31,3 +31,8 @@ def tagged_processes(tag: str) -> list[str]:
             if f"PRODKIT_TEST_TAG={tag}".encode() in Path(f"/proc/{proc.pid}/environ").read_bytes(): found.append(f"{proc.pid} {proc.info['name']}")
         except (OSError, psutil.Error): pass
     return found
+
+
+def interruptible() -> None:
+    "`preexec_fn` of a child a test interrupts: SIGINT as a terminal delivers it, however pytest was started (a background shell starts children with SIGINT ignored, and they inherit that)"
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

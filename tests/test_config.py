@@ -157,7 +157,7 @@ def test_group_files_do_not_repeat_schema_defaults():
 @pytest.mark.parametrize("overrides, expected", [
     ([], {"seed": 0, "model.name": "mlp", "model.hidden": [64, 32], "model.dropout": 0.1, "train.epochs": 30, "train.lr": 1e-3,
           "train.patience": 5, "data.val_fraction": 0.2, "data.outliers.rule": "robust_z", "data.segment": "mean radius",
-          "tracking.mode": "offline", "drift.psi_warn": 0.1, "export.opset": 20, "gates.rules[0]": "accuracy >= 0.95",
+          "tracking.mode": "offline", "drift.psi_warn": 0.1, "export.opset": 20, "gates.rules.accuracy": "accuracy >= 0.95",
           "registry.promote": True}),
     (["model=cnn"], {"model.name": "cnn", "model.hidden": [64], "model.channels": [16, 32], "model.kernel_size": 3, "model.dropout": 0.1}),
     (["data=digits", "model=cnn"], {"data.name": "digits", "data.input_shape": [1, 8, 8], "data.outliers.rule": "none",
@@ -202,3 +202,13 @@ def test_command_help_is_the_schema_comment():
     from prodkit.core.schema import InferConfig
     out = " ".join(CliRunner().invoke(cli, ["infer", "--help"], terminal_width=400).output.split())
     assert f"{field_doc(InferConfig, 'chunk_size')} [infer.chunk_size]" in out and f"{field_doc(InferConfig, 'range_margin')} [infer.range_margin]" in out
+
+def test_every_architecture_is_a_known_model_name_and_an_unknown_one_exits_2_before_a_kernel(tmp_path):
+    "One registry of names (core.config.KNOWN_NAMES) matches the architectures research.model builds; the CLI refuses the rest at compose"
+    import subprocess, sys
+    from prodkit.core.config import KNOWN_NAMES
+    from prodkit.research.model import ARCHITECTURES
+    assert tuple(ARCHITECTURES) == KNOWN_NAMES["model.name"]
+    r = subprocess.run([f"{sys.prefix}/bin/prodkit", "run", "train", "model.name=nope", f"paths.runs_dir={tmp_path}"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "model.name='nope' is unknown; known: mlp, cnn" in r.stderr, r.stderr
+    assert not list(tmp_path.glob("train/*"))                       # no run started

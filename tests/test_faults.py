@@ -4,7 +4,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from prodkit.jobs.runs import ExitCode, RunRecord
-from conftest import ROOT, run
+from conftest import ROOT, interruptible, run
 
 PRODKIT = Path(sys.executable).parent/"prodkit"
 pytestmark = pytest.mark.slow
@@ -114,7 +114,7 @@ STARTED = "(run_dir()/'started.tmp').write_text(str(os.getpid()))\n(run_dir()/'s
 def sleeping_run(tmp_path, runs, tag) -> tuple[subprocess.Popen, int]:
     "A `prodkit run` of job `k` whose kernel sleeps: (the runner's process, the kernel's pid) once the sleep began"
     proc = subprocess.Popen([PRODKIT, "run", "-q", notebook(tmp_path/"k.ipynb", STARTED, "time.sleep(120)"), f"paths.runs_dir={runs}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PRODKIT_TEST_TAG": tag})
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=interruptible, env={**os.environ, "PRODKIT_TEST_TAG": tag})
     [started] = wait_for("*/*/started", runs)
     return proc, int(started.read_text())
 
@@ -192,7 +192,7 @@ def test_an_interrupted_sweep_stops_everything_it_started(tmp_path, runs, tag, l
     nb = notebook(tmp_path/"sw.ipynb", *SWEPT)
     proc = subprocess.Popen([PRODKIT, "run", "-m", nb, f"paths.runs_dir={runs}", "+job.params.n=1,2,3", "+job.params.api_key=sk-SWEEPSECRET-123",
                              f"hydra/launcher={launcher}"], stdout=(tmp_path/"out").open("w"), stderr=(tmp_path/"err").open("w"),
-                            start_new_session=True, env={**os.environ, "PRODKIT_TEST_TAG": tag})
+                            start_new_session=True, preexec_fn=interruptible, env={**os.environ, "PRODKIT_TEST_TAG": tag})
     wait_for("sw/*/started", runs, n=2 if launcher == "basic" else 3)
     time.sleep(1)
     sig = signal.Signals[how.split()[0]]

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from prodkit.cli.main import main
 from prodkit.jobs.runs import ExitCode, RunRecord
-from conftest import PY, ROOT, run
+from conftest import PY, ROOT, interruptible, run
 from test_runner import PRODKIT, prodkit, records
 
 PM_NOTEBOOKS = importlib.resources.files("papermill")/"tests"/"notebooks"   # shipped inside papermill's wheel: used in place
@@ -181,7 +181,7 @@ def test_a_rerun_of_a_failed_output_has_one_banner(tmp_path):
 def test_sigint_names_the_signal_and_marks_the_cell(tmp_path):
     runs = tmp_path/"runs"
     proc = subprocess.Popen([PRODKIT, "run", "-q", PM_NOTEBOOKS/"keyboard_interrupt.ipynb", f"paths.runs_dir={runs}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(json.loads(p.read_text()).get("cells", [{}])[-1].get("metadata", {}).get("papermill", {}).get("status") == "running"
                                                   for p in runs.glob("*/*/output.ipynb") if p.stat().st_size): time.sleep(0.2)

@@ -76,7 +76,7 @@ def test_the_penguins_pipeline_goes_from_the_raw_csv_to_a_drift_verdict(tmp_path
     "conf/pipeline/penguins.yaml: string labels, categorical and missing values, no code outside prodkit; its own registry"
     runs, reg = tmp_path/"runs", tmp_path/"registry"
     res = pipeline("penguins", f"paths.runs_dir={runs}", f"paths.data_dir={tmp_path/'data'}", f"registry.path={reg}", "debug=tiny",
-                   "gates.rules=['parity_max_abs <= 1e-4']")   # a 2-epoch model: only the export is gated here
+                   "gates.only=['parity_max_abs <= 1e-4']")   # a 2-epoch model: only the export is gated here
     assert res.returncode == 0, res.stdout + res.stderr
     rec = list_pipelines(runs, "penguins")[-1]
     assert [s["status"] for s in rec.steps] == ["succeeded"] * 4

@@ -16,7 +16,7 @@ def released(tmp_path_factory):
     base = [f"paths.runs_dir={d/'runs'}", f"paths.data_dir={d/'data'}", "data=penguins", "tracking.mode=disabled"]
     r = run(PRODKIT, "run", "-q", "train", *base, "debug=tiny", cwd=d)
     assert r.returncode == 0, r.stdout + r.stderr
-    r = run(PRODKIT, "release", *base, f"registry.path={d/'registry'}", "gates.rules=['parity_max_abs <= 1e-4']", "export.speed.repeats=5", "--quiet", cwd=d)
+    r = run(PRODKIT, "release", *base, f"registry.path={d/'registry'}", "gates.only=['parity_max_abs <= 1e-4']", "export.speed.repeats=5", "--quiet", cwd=d)
     assert r.returncode == 0, r.stdout + r.stderr
     return d
 

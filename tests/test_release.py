@@ -86,9 +86,9 @@ def test_a_model_failing_parity_is_not_registered(project, trained, tmp_path):
 
 def test_gates_block_promotion_with_the_gate_and_the_shortfall(project, trained, tmp_path):
     over = [*project["base"], f"registry.path={tmp_path}/reg", "export.dynamo=false", "export.speed.repeats=5"]
-    ok = release(compose(overrides=over + ["gates.rules=['accuracy >= 0.5', 'leakage_rows <= 0', 'model_mb <= 50']"]), trained, tmp_path/"a")
+    ok = release(compose(overrides=over + ["gates.only=['accuracy >= 0.5', 'leakage_rows <= 0', 'onnx_mb <= 50']"]), trained, tmp_path/"a")
     assert ok["promoted"] and ok["gates_passed"]
-    strict = compose(overrides=over + ["gates.rules=['accuracy >= 0.999', 'ece <= 0.5']"])
+    strict = compose(overrides=over + ["gates.only=['accuracy >= 0.999', 'ece <= 0.5']"])
     bad = release(strict, trained, tmp_path/"b", registry=ModelRegistry(tmp_path/"reg2"))
     acc = bad["measured"]["accuracy"]
     assert not bad["promoted"] and bad["refused"] == f"not promoted: gate `accuracy >= 0.999` failed: accuracy = {acc:.4g} is {0.999 - acc:.4g} below 0.999"
@@ -102,9 +102,9 @@ def test_a_real_production_model_on_the_same_rows_blocks_a_candidate(project, tr
     from prodkit.research.split import InputSpec
     from prodkit.research.model import build_model
     over = [*project["base"], f"registry.path={tmp_path}/reg", "export.dynamo=false", "export.speed.repeats=5"]
-    first = release(compose(overrides=over + ["gates.rules=['accuracy >= 0.5']"]), trained, tmp_path/"a")
+    first = release(compose(overrides=over + ["gates.only=['accuracy >= 0.5']"]), trained, tmp_path/"a")
     assert first["promoted"] and first["aliases"]["production"] == 1
-    better = compose(overrides=over + ["gates.rules=['accuracy >= 0.5', 'accuracy >= production + 0.001']"])
+    better = compose(overrides=over + ["gates.only=['accuracy >= 0.5', 'accuracy >= production + 0.001']"])
     rep = release(better, trained, tmp_path/"b")
     acc = rep["measured"]["accuracy"]
     assert rep["production"] == {"name": "production (v1)", "version": 1, "metrics": rep["production"]["metrics"]}
@@ -119,15 +119,15 @@ def test_a_real_production_model_on_the_same_rows_blocks_a_candidate(project, tr
     other = build_model(compose().model, spec, seed=0).eval()
     reg.register(export_onnx(other, compose(overrides=["export.dynamo=false"]).export, onnx_metadata(other))[0], who="test")
     reg.promote(3)
-    rep = release(compose(overrides=over + ["gates.rules=['accuracy >= production - 0.01']"]), trained, tmp_path/"c")
+    rep = release(compose(overrides=over + ["gates.only=['accuracy >= production - 0.01']"]), trained, tmp_path/"c")
     assert rep["production"] == {"name": "production (v3)", "version": 3, "metrics": {}} and not rep["promoted"]
     assert rep["refused"] == "not promoted: gate `accuracy >= production - 0.01` failed: production (v3) accuracy could not be measured on this test set"
 
 
 def test_an_unknown_gate_metric_is_refused_at_compose_time():
-    with pytest.raises(ConfigError, match=r"gates.rules\[0\]: gate 'precision >= 0.9': unknown metric 'precision'"):
-        compose(overrides=["gates.rules=['precision >= 0.9']"])
-    with pytest.raises(ConfigError, match="is not `metric op threshold`"): compose(overrides=["gates.rules=['accuracy high']"])
+    with pytest.raises(ConfigError, match=r"gates.only\[0\]: gate 'precision >= 0.9': unknown metric 'precision'"):
+        compose(overrides=["gates.only=['precision >= 0.9']"])
+    with pytest.raises(ConfigError, match="is not `metric op threshold`"): compose(overrides=["gates.only=['accuracy high']"])
 
 
 def test_leakage_gate_counts_test_rows_seen_in_training(trained):
@@ -140,7 +140,7 @@ def test_leakage_gate_counts_test_rows_seen_in_training(trained):
 
 def test_release_cli_end_to_end_then_rollback(project):
     d, base = project["dir"], project["base"]
-    rel = ["export.speed.repeats=20", "gates.rules=['accuracy >= 0.5', 'parity_max_abs <= 1e-4', 'accuracy >= production - 0.01']"]
+    rel = ["export.speed.repeats=20", "gates.only=['accuracy >= 0.5', 'parity_max_abs <= 1e-4', 'accuracy >= production - 0.01']"]
     r = run(ROOT/".venv/bin/prodkit", "release", project["run"].id[:6], *base, *rel, "tracking.mode=offline", "--quiet")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "parity: ok" in r.stdout and "promoted to production" in r.stdout and "accuracy >= 0.5" in r.stdout
@@ -182,7 +182,7 @@ def test_a_run_id_that_reads_as_a_number_is_released(project, tmp_path):
     rec = json.loads((dst/"run.json").read_text())
     (dst/"run.json").write_text(json.dumps(rec | {"id": "1234e567", "run_dir": str(dst)}))
     r = run(ROOT/".venv/bin/prodkit", "release", "1234e567", *project["base"], f"paths.runs_dir={runs}", f"registry.path={tmp_path}/reg",
-            "export.dynamo=false", "export.speed.repeats=5", "gates.rules=['accuracy >= 0.5']", "--quiet")
+            "export.dynamo=false", "export.speed.repeats=5", "gates.only=['accuracy >= 0.5']", "--quiet")
     assert r.returncode == 0 and "v1 from run 1234e567: promoted to production" in r.stdout, r.stdout + r.stderr
 
 def test_the_demo_pipeline_passes_run_ids_as_strings():

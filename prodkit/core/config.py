@@ -26,10 +26,10 @@ from omegaconf.errors import OmegaConfBaseException
 from .schema import INTERVAL, ProdkitConfig, range_of
 
 # %% auto #0
-__all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'GATE_METRICS', 'GATE_OPS', 'JOB_NAME', 'ConfigError', 'project_root',
-           'conf_dir', 'check_targets', 'hydra_session', 'compose', 'config_error', 'validate', 'parse_gate',
-           'check_gates', 'field_types', 'field_doc', 'schema_field', 'key_help', 'in_range', 'numbers', 'check_ranges',
-           'to_dict', 'as_config']
+__all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'GATE_METRICS', 'RENAMED', 'GATE_OPS', 'KNOWN_NAMES', 'JOB_NAME',
+           'ConfigError', 'project_root', 'conf_dir', 'check_targets', 'hydra_session', 'compose', 'config_error',
+           'validate', 'parse_gate', 'check_names', 'gate_rules', 'check_gates', 'field_types', 'field_doc',
+           'schema_field', 'key_help', 'in_range', 'numbers', 'check_ranges', 'to_dict', 'as_config']
 
 # %% ../../nbs/core/01_config.ipynb #6f2af318
 class ConfigError(ValueError):
@@ -127,7 +127,10 @@ def _explain(e: Exception) -> str:
 
 def config_error(e: Exception) -> ConfigError:
     "A `ConfigError` with the useful part of a Hydra or OmegaConf error's message"
-    return ConfigError(_explain(e))
+    msg = _explain(e)
+    if "gates.rules" in msg and "ListConfig" in msg:   # the list form of before
+        msg += "\ngates.rules holds named rules: change one with gates.rules.accuracy='accuracy >= 0.9', or give exactly these with gates.only='[...]'"
+    return ConfigError(msg)
 
 # %% ../../nbs/core/01_config.ipynb #1c413acc
 PATH_KEYS = ("paths.data_dir", "paths.runs_dir",                       # relative to paths.root, in this order:
@@ -139,6 +142,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     "Check `_target_`s and ranges, make `PATH_KEYS` absolute (from `paths.root`) and check `MUST_EXIST` paths; returns `cfg`"
     check_targets(cfg)
     check_ranges(cfg)
+    check_names(cfg)
     check_gates(cfg)
     for key in PATH_KEYS:
         v = OmegaConf.select(cfg, key, default=None)
@@ -149,8 +153,21 @@ def validate(cfg: DictConfig) -> DictConfig:
     return cfg
 
 # %% ../../nbs/core/01_config.ipynb #738408fc
-GATE_METRICS = ("accuracy", "f1", "roc_auc", "ece", "mae", "rmse", "r2",   # quality on the test rows (the last three: a regression model)
-                "parity_max_abs", "latency_ms_p50", "latency_ms_p95", "model_mb", "leakage_rows")
+GATE_METRICS = {   # every metric a gate may name, and what the release measures under that name (the one place they are listed)
+    "accuracy": "share of the training run's test rows the ONNX model classifies right",
+    "f1": "F1 on the test rows (the positive class's for two classes, else the mean over classes)",
+    "roc_auc": "ROC AUC on the test rows (one-vs-rest for more than two classes)",
+    "ece": "expected calibration error: how far confidence is from accuracy",
+    "mae": "regression: mean absolute error on the test rows, in the target's units",
+    "rmse": "regression: root mean squared error on the test rows, in the target's units",
+    "r2": "regression: share of the target's variance explained on the test rows (0: the constant mean)",
+    "parity_max_abs": "largest |onnx - torch| over every batch size and output",
+    "latency_ms_p50": "one-row ONNX latency, median, one thread, after warm-up",
+    "latency_ms_p95": "one-row ONNX latency, 95th percentile",
+    "onnx_mb": "size of the ONNX file, MB",
+    "leakage_rows": "test rows identical to a training row",
+}
+RENAMED = {"model_mb": "onnx_mb"}   # old metric names, refused with the new one
 GATE_OPS = (">=", "<=", ">", "<", "==")
 _GATE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|==|>|<)\s*(production(?:\s*([+-])\s*([0-9.eE+-]+))?|[0-9.eE+-]+)\s*$")
 
@@ -159,17 +176,37 @@ def parse_gate(rule: str) -> dict:
     m = _GATE.match(str(rule))
     if not m: raise ConfigError(f"gate {rule!r} is not `metric op threshold` (op one of {' '.join(GATE_OPS)}), e.g. 'accuracy >= 0.95'")
     metric, op, rhs, sign, off = m.groups()
+    if metric in RENAMED: raise ConfigError(f"gate {rule!r}: metric {metric!r} is now {RENAMED[metric]!r} ({GATE_METRICS[RENAMED[metric]]})")
     if metric not in GATE_METRICS: raise ConfigError(f"gate {rule!r}: unknown metric {metric!r}; known: {', '.join(GATE_METRICS)}")
     try:
         if rhs.startswith("production"): return dict(metric=metric, op=op, threshold=None, production=True, offset=float(f"{sign}{off}") if sign else 0.0)
         return dict(metric=metric, op=op, threshold=float(rhs), production=False, offset=0.0)
     except ValueError: raise ConfigError(f"gate {rule!r}: {off or rhs!r} is not a number") from None
 
+KNOWN_NAMES = {"model.name": ("mlp", "cnn")}   # names a config may choose, each with its one home: research.model.ARCHITECTURES
+
+def check_names(cfg: DictConfig) -> None:
+    "Raise `ConfigError` for a name no part of prodkit knows (`model.name=nope`), naming the choices: at compose time, before any kernel starts"
+    for key, known in KNOWN_NAMES.items():
+        v = OmegaConf.select(cfg, key, default=None)
+        if v is not None and v not in known: raise ConfigError(f"{key}={v!r} is unknown; known: {', '.join(known)}")
+
+def _named_rules(cfg: DictConfig) -> list[tuple[str, str]]:
+    "(where, rule) of every rule that is on: `gates.only` when set, else the named `gates.rules` that are not null"
+    only = OmegaConf.select(cfg, "gates.only", default=None)
+    if only is not None: return [(f"gates.only[{i}]", r) for i, r in enumerate(only)]
+    rules = OmegaConf.select(cfg, "gates.rules", default=None) or {}
+    return [(f"gates.rules.{k}", r) for k, r in rules.items() if r is not None]
+
+def gate_rules(cfg: DictConfig) -> list[str]:
+    "The rules a release checks, in order: `gates.only` when set, else the named rules that are on"
+    return [r for _, r in _named_rules(cfg)]
+
 def check_gates(cfg: DictConfig) -> None:
     "Parse every `gates.rules` entry (a `ConfigError` names the bad one)"
-    for i, rule in enumerate(OmegaConf.select(cfg, "gates.rules", default=None) or []):
+    for where, rule in _named_rules(cfg):
         try: parse_gate(rule)
-        except ConfigError as e: raise ConfigError(f"gates.rules[{i}]: {e}") from None
+        except ConfigError as e: raise ConfigError(f"{where}: {e}") from None
 
 # %% ../../nbs/core/01_config.ipynb #28fa8644
 def _unwrap(t) -> tuple[Any, bool]:

@@ -211,15 +211,16 @@ class ExportConfig:
 # %% ../../nbs/core/00_schema.ipynb #e62030ee
 @dataclass
 class GatesConfig:
-    rules: list[str] = field(default_factory=lambda: [  # "metric op threshold": a version must pass every one to be promoted
-        "accuracy >= 0.95",               # the ONNX model's accuracy on the training run's test rows
-        "ece <= 0.05",                    # expected calibration error: are its probabilities honest?
-        "parity_max_abs <= 1e-4",         # largest |onnx - torch| over every batch size and output
-        "latency_ms_p95 <= 20",           # one-row ONNX latency, one thread, after warm-up
-        "model_mb <= 50",                 # size of the ONNX file
-        "accuracy >= production - 0.01",  # no worse than the production model by more than 0.01
-        "leakage_rows <= 0",              # no test row identical to a training row
-    ])
+    rules: dict[str, Optional[str]] = field(default_factory=lambda: {  # name -> "metric op threshold" (null: off); a version must pass every one to be promoted
+        "accuracy": "accuracy >= 0.95",                   # the ONNX model's accuracy on the training run's test rows
+        "ece": "ece <= 0.05",                             # expected calibration error: are its probabilities honest?
+        "parity": "parity_max_abs <= 1e-4",               # largest |onnx - torch| over every batch size and output
+        "latency": "latency_ms_p95 <= 20",                # one-row ONNX latency, one thread, after warm-up
+        "size": "onnx_mb <= 50",                          # size of the ONNX file, MB
+        "vs_production": "accuracy >= production - 0.01", # no worse than the production model by more than 0.01
+        "leakage": "leakage_rows <= 0",                   # no test row identical to a training row
+    })
+    only: Optional[list[str]] = None  # exactly these rules instead of the named ones, e.g. `gates.only='[parity_max_abs <= 1e-4]'`; None: `rules`
 
 @dataclass
 class RegistryConfig:

@@ -45,7 +45,7 @@ def evaluate_gate(rule: str, measured: dict, production: dict | None = None, pro
 
 # %% ../../nbs/release/31_gates.ipynb #58616ffe
 def evaluate_gates(
-    rules: list[str],                  # `cfg.gates.rules`
+    rules: list[str],                  # `prodkit.core.config.gate_rules(cfg)`: the named rules that are on
     measured: dict,                    # the candidate's metrics by name
     production: dict | None = None,    # the production model's metrics on the same test set; None: there is none
     production_name: str = "production",  # how messages name it, e.g. "production (v3)"

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from ..core.config import gate_rules
 from ..research.data import load_dataset
 from ..research.split import Split, split_dataset
 from ..research.evaluate import classification_metrics, regression_metrics
@@ -116,7 +117,7 @@ def _measure(cfg: DictConfig, trained: TrainedRun, onnx_bytes: bytes, facts: dic
     one = next(r for r in speed if r["engine"] == "onnxruntime" and r["threads"] == 1 and r["batch"] == 1)
     feats = list(trained.model.inputs.features)
     measured = dict(onnx_metrics(onnx_bytes, x, y), parity_max_abs=parity["max_abs"], latency_ms_p50=one["p50_ms"], latency_ms_p95=one["p95_ms"],
-                    model_mb=facts["mb"], leakage_rows=leakage_rows(trained.split.train, trained.split.test, feats))
+                    onnx_mb=facts["mb"], leakage_rows=leakage_rows(trained.split.train, trained.split.test, feats))
     return measured, parity, speed
 
 # %% ../../nbs/release/34_release.ipynb #5fce93b1
@@ -164,7 +165,7 @@ def release(
     measured, parity, speed = _measure(cfg, trained, onnx_bytes, facts, x, y)
     prod_version, prod = production_metrics(reg, trained, x, y)
     prod_name = f"production (v{prod_version})" if prod_version is not None else None
-    gates = evaluate_gates(list(cfg.gates.rules), measured, prod, prod_name or "production")
+    gates = evaluate_gates(gate_rules(cfg), measured, prod, prod_name or "production")
     report = dict(run_id=rec.id, export=facts, parity=parity, speed=speed, measured=measured,
                   production=dict(name=prod_name, version=prod_version, metrics=prod),
                   gates=gates, gates_passed=gates_passed(gates), version=None, promoted=False, refused=None)

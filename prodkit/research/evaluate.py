@@ -113,7 +113,7 @@ def measure_inference(model: Classifier, frame: pd.DataFrame, rows: int = 200, w
     params = sum(p.numel() * p.element_size() for p in model.parameters()) + sum(b.numel() * b.element_size() for b in model.buffers())
     return dict(latency_ms_p50=float(np.percentile(times, 50)), latency_ms_p95=float(np.percentile(times, 95)),
                 rows_per_second=float(len(x) / batch_s) if batch_s > 0 else None, peak_rss_mb=peak,
-                rss_increase_mb=max(peak - base, 0.0), model_mb=params / 2**20, threads=torch.get_num_threads(), rows_timed=n)
+                rss_increase_mb=max(peak - base, 0.0), torch_params_mb=params / 2**20, threads=torch.get_num_threads(), rows_timed=n)
 
 # %% ../../nbs/research/14_evaluate.ipynb #3dfdeda5
 def evaluate(

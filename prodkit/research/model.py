@@ -125,7 +125,7 @@ def _cnn(c, s, d):
     if s.categories: raise ModelError(f"model=cnn takes an image of numbers; {list(s.categories)} are categorical: use model=mlp")
     return CNN(s.input_shape, s.n_classes, list(c["channels"]), list(c["hidden"]), c["dropout"], c["kernel_size"])
 
-ARCHITECTURES = {   # name -> (model config, InputSpec, width of the encoded input) -> network
+ARCHITECTURES = {   # name -> (model config, InputSpec, width of the encoded input) -> network; a new one is also named in core.config.KNOWN_NAMES
     "mlp": lambda c, s, d: MLP(d, s.n_classes, list(c["hidden"]), c["dropout"]),
     "cnn": _cnn,
 }
