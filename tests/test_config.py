@@ -212,3 +212,16 @@ def test_every_architecture_is_a_known_model_name_and_an_unknown_one_exits_2_bef
     r = subprocess.run([f"{sys.prefix}/bin/prodkit", "run", "train", "model.name=nope", f"paths.runs_dir={tmp_path}"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "model.name='nope' is unknown; known: mlp, cnn" in r.stderr, r.stderr
     assert not list(tmp_path.glob("train/*"))                       # no run started
+
+def test_prodkit_config_prints_each_value_with_its_source(tmp_path):
+    import subprocess, sys
+    r = subprocess.run([f"{sys.prefix}/bin/prodkit", "config", "train", "experiment=diabetes", "train.epochs=5"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = {ln.split(":", 1)[0]: ln for ln in r.stdout.splitlines()}
+    assert lines["train.epochs"].endswith("# override") and "5" in lines["train.epochs"]
+    assert lines["data.task"].endswith("# conf/data/diabetes.yaml") and lines["job.name"].endswith("# conf/job/train.yaml")
+    assert lines["train.lr"].endswith("# schema default") and lines["gates.rules.accuracy"].startswith("gates.rules.accuracy: null")
+    bad = subprocess.run([f"{sys.prefix}/bin/prodkit", "config", "nojob"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "Could not find 'job/nojob'" in bad.stderr
+    ref = subprocess.run([f"{sys.prefix}/bin/prodkit", "config", "--reference"], capture_output=True, text=True, timeout=60)
+    assert ref.returncode == 0 and "| `train.lr` | `0.001` | (0, inf) | learning rate |" in ref.stdout and "### `gates` (GatesConfig)" in ref.stdout

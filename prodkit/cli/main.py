@@ -24,7 +24,7 @@ from .params import params_options, print_params
 
 # %% auto #0
 __all__ = ['documented', 'runs_dir_option', 'fmt_metrics', 'print_record', 'print_table', 'cli', 'run', 'runs', 'show',
-           'reproduce_cmd', 'main']
+           'reproduce_cmd', 'config_cmd', 'main']
 
 # %% ../../nbs/cli/90_main.ipynb #43e8bf6d
 def documented(func, name: str) -> str:
@@ -167,6 +167,26 @@ def reproduce_cmd(run, rtol, quiet, runs_dir):
     for d in diffs: print(f"differs: {d}", file=sys.stderr)
     print("metrics match the record" if not diffs else f"{len(diffs)} metric(s) differ from the record")
     return 1 if diffs else 0
+
+# %% ../../nbs/cli/90_main.ipynb #01d76d2d
+@cli.command("config", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--plain", is_flag=True, help="nested YAML without the sources (what `python app.py --cfg job` prints in Hydra)")
+@click.option("--reference", is_flag=True, help="every key of the schema with its default, range and meaning, as Markdown")
+def config_cmd(args, plain, reference):
+    """Print the composed config of JOB (a conf/job name; optional) with OVERRIDES, each value with its source
+
+    The source is `override`, the conf/ file that set it, or `schema default` (prodkit.core.schema)."""
+    from omegaconf import OmegaConf
+    from ..core.config import config_lines, config_reference
+    if reference: click.echo("\n".join(config_reference())); return 0
+    job, overrides = (args[0], list(args[1:])) if args and "=" not in args[0] and not args[0].startswith(("+", "~")) else (None, list(args))
+    overrides = ([f"job={job}"] if job else []) + overrides
+    try:
+        if plain: click.echo(OmegaConf.to_yaml(compose(overrides=overrides), resolve=True), nl=False)
+        else: click.echo("\n".join(config_lines(overrides)))
+    except ConfigError as e: print(f"prodkit: config error: {e}", file=sys.stderr); return 2
+    return 0
 
 # %% ../../nbs/cli/90_main.ipynb #c8bede6f
 from .serve import COMMANDS as SERVE_COMMANDS

@@ -27,9 +27,10 @@ from .schema import INTERVAL, ProdkitConfig, range_of
 
 # %% auto #0
 __all__ = ['ALLOWED_TARGETS', 'PATH_KEYS', 'MUST_EXIST', 'GATE_METRICS', 'RENAMED', 'GATE_OPS', 'KNOWN_NAMES', 'JOB_NAME',
-           'ConfigError', 'project_root', 'conf_dir', 'check_targets', 'hydra_session', 'compose', 'config_error',
-           'validate', 'parse_gate', 'check_names', 'gate_rules', 'check_gates', 'field_types', 'field_doc',
-           'schema_field', 'key_help', 'in_range', 'numbers', 'check_ranges', 'to_dict', 'as_config']
+           'GROUP_ORDER', 'ConfigError', 'project_root', 'conf_dir', 'check_targets', 'hydra_session', 'compose',
+           'config_error', 'validate', 'parse_gate', 'check_names', 'gate_rules', 'check_gates', 'field_types',
+           'field_doc', 'schema_field', 'key_help', 'in_range', 'numbers', 'check_ranges', 'to_dict', 'as_config',
+           'value_sources', 'config_lines', 'config_reference']
 
 # %% ../../nbs/core/01_config.ipynb #6f2af318
 class ConfigError(ValueError):
@@ -303,3 +304,69 @@ def as_config(d: dict | DictConfig) -> DictConfig:
     cfg = d if isinstance(d, DictConfig) else OmegaConf.create(d)
     OmegaConf.set_readonly(cfg, True)
     return cfg
+
+# %% ../../nbs/core/01_config.ipynb #23ca31fb
+GROUP_ORDER = ("paths", "data", "model", "train", "tracking", "drift", "export", "gates", "registry", "infer", "serve",
+               "job", "experiment", "debug")   # conf/config.yaml's defaults list: a later file wins
+
+def _leaves(node, prefix: str = ""):
+    "(dotted key, value) of every leaf of a plain container; a list is one leaf"
+    if isinstance(node, dict) and node:
+        for k, v in node.items(): yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    else: yield prefix, node
+
+def value_sources(overrides: list[str] | tuple = ()) -> tuple[DictConfig, dict[str, str]]:
+    "The composed config and, per leaf key, where its value came from: `override`, a file under conf/, or `schema default`"
+    import yaml
+    cfg = compose(overrides=overrides)
+    try:
+        with hydra_session(): choices = dict(hydra_compose("config", overrides=list(overrides), return_hydra_config=True).hydra.runtime.choices)
+    except (HydraException, OmegaConfBaseException) as e: raise config_error(e) from None
+    src = {}
+    for group in GROUP_ORDER:
+        if not (choice := choices.get(group)): continue
+        f = conf_dir()/group/f"{choice}.yaml"
+        text = f.read_text()
+        data = {k: v for k, v in (yaml.safe_load(text) or {}).items() if k != "defaults"}
+        if data:   # a file of comments only sets nothing
+            for key, _ in _leaves(data, "" if "@package _global_" in text else group): src[key] = str(f.relative_to(project_root()))
+    given = [o.lstrip("+~").split("=", 1)[0] for o in overrides if "=" in o or o.startswith("~")]
+    def source(key: str) -> str:
+        if any(key == g or key.startswith(g + ".") or key.startswith(g + "[") for g in given if g not in choices): return "override"
+        parts = key.split(".")
+        for i in range(len(parts), 0, -1):   # the file that set this key, or a whole dict or list above it
+            if (s := src.get(".".join(parts[:i]))): return s
+        return "schema default"
+    return cfg, {k: source(k) for k, _ in _leaves(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))}
+
+def config_lines(overrides: list[str] | tuple = ()) -> list[str]:
+    "The composed config as `key: value  # source` lines (valid YAML: each key is a dotted path)"
+    import yaml
+    cfg, sources = value_sources(overrides)
+    rows = [(k, yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()) for k, v in _leaves(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))]
+    w = min(max(len(k) + len(v) for k, v in rows) + 2, 64)   # comments line up, unless a value is long (the data columns)
+    return [f"{f'{k}: {v}':<{w}}  # {sources[k]}" for k, v in rows]
+
+# %% ../../nbs/core/01_config.ipynb #d3ee3906
+def _default_text(f) -> str:
+    from dataclasses import MISSING as NONE
+    from omegaconf import MISSING as REQUIRED
+    v = f.default if f.default is not NONE else f.default_factory() if f.default_factory is not NONE else None
+    if v is REQUIRED: return "(set by conf/)"
+    v = getattr(v, "value", v)   # an enum: its name
+    return "`" + (str(v) if not isinstance(v, (list, dict)) else str(v).replace("'", "")) + "`"
+
+def config_reference(cls: type = ProdkitConfig, key: str = "") -> list[str]:
+    "Markdown lines: per group, a table of its keys with default, range and meaning (the fields' comments)"
+    from dataclasses import fields
+    rows, groups = [], []
+    for f in fields(cls):
+        shape, t, _ = field_types(cls)[f.name]
+        k = f"{key}.{f.name}" if key else f.name
+        if shape == "one" and is_dataclass(t): groups.append((k, t)); continue
+        doc = _docs(cls).get(f.name) or ""
+        rows.append(f"| `{k}` | {_default_text(f)} | {range_of(cls, f.name) or ''} | {doc.replace('|', '/')} |")
+    out = ([f"### `{key or 'top level'}` ({cls.__name__})", "", "| key | default | range | meaning |", "| --- | --- | --- | --- |", *rows, ""]
+           if rows else [])
+    for k, t in groups: out += config_reference(t, k)
+    return out
