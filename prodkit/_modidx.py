@@ -546,6 +546,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                       'prodkit.release.onnx.set_metadata': ('release/onnx.html#set_metadata', 'prodkit/release/onnx.py'),
                                       'prodkit.release.onnx.speed_table': ('release/onnx.html#speed_table', 'prodkit/release/onnx.py'),
                                       'prodkit.release.onnx.time_calls': ('release/onnx.html#time_calls', 'prodkit/release/onnx.py'),
+                                      'prodkit.release.onnx.tiny_onnx': ('release/onnx.html#tiny_onnx', 'prodkit/release/onnx.py'),
                                       'prodkit.release.onnx.torch_predict': ('release/onnx.html#torch_predict', 'prodkit/release/onnx.py'),
                                       'prodkit.release.onnx.torch_threads': ('release/onnx.html#torch_threads', 'prodkit/release/onnx.py')},
             'prodkit.release.registry': { 'prodkit.release.registry.ModelRegistry': ( 'release/registry.html#modelregistry',

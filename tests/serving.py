@@ -3,26 +3,17 @@ import contextlib, signal, socket, subprocess, sys, threading, time
 from pathlib import Path
 
 import httpx
+from prodkit.release.onnx import tiny_onnx   # the tests' one tiny model: a real prodkit export (re-exported here)
 
 ROOT = Path(__file__).resolve().parent.parent
 FEATURES = [f"f{i}" for i in range(4)]
 RECORD = {"f0": 0.1, "f1": 1.0, "f2": -0.5, "f3": 2.0}
 
-def prodkit_onnx(seed: int = 0, n: int = 4) -> bytes:
-    "ONNX bytes of a small prodkit MLP, exported by prodkit.release.onnx (TorchScript exporter: fast), ranges [-3, 3]"
-    from prodkit.research.split import InputSpec
-    from prodkit.research.model import build_model
-    from prodkit.core.schema import ExportConfig
-    from prodkit.release.onnx import export_onnx, onnx_metadata
-    feats = [f"f{i}" for i in range(n)]
-    model = build_model(dict(name="mlp", hidden=[8], dropout=0.0), InputSpec(feats, "target", 2, [n], [0.0] * n, [1.0] * n), seed=seed)
-    return export_onnx(model, ExportConfig(dynamo=False), onnx_metadata(model, {"columns": {f: {"min": -3.0, "max": 3.0} for f in feats}}))[0]
-
 def make_registry(path: Path, n_versions: int = 2, promote: tuple = (1, 2)):
     "A real registry with `n_versions` models; the versions in `promote` promoted in order"
     from prodkit.release.registry import ModelRegistry
     reg = ModelRegistry(path)
-    for i in range(n_versions): reg.register(prodkit_onnx(seed=i))
+    for i in range(n_versions): reg.register(tiny_onnx(seed=i))
     for v in promote: reg.promote(v)
     return reg
 

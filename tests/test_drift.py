@@ -76,10 +76,10 @@ def test_a_batch_output_is_checked_on_the_rows_it_scored(tmp_path):
     "`prodkit drift REF preds.parquet` as the README writes it: the batch summary names the scored file; predictions alone are refused"
     from prodkit.serving.batch import batch_infer
     from prodkit.serving.infer import OnnxModel
-    from serving import FEATURES, prodkit_onnx
+    from serving import FEATURES, tiny_onnx
     frame = lambda seed: synthetic_frame(2_000, 4, seed=seed).rename(columns=lambda c: c.replace("x", "f"))[FEATURES].clip(-3, 3)
     frame(1).to_csv(tmp_path/"ref.csv", index=False); frame(2).to_csv(tmp_path/"new.csv", index=False)
-    batch_infer(OnnxModel(prodkit_onnx()), tmp_path/"new.csv", tmp_path/"preds.parquet", progress=False)
+    batch_infer(OnnxModel(tiny_onnx()), tmp_path/"new.csv", tmp_path/"preds.parquet", progress=False)
     def drift(*args): return subprocess.run([PRODKIT, "drift", *map(str, args)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     res = drift(tmp_path/"ref.csv", tmp_path/"preds.parquet", "--json")
     assert res.returncode == 0, res.stdout + res.stderr                               # a fresh sample: no drift, every feature checked

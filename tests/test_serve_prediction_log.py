@@ -4,7 +4,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from serving import RECORD, free_port, prodkit_onnx, start_process, stop_process
+from serving import RECORD, free_port, tiny_onnx, start_process, stop_process
 
 pytestmark = pytest.mark.slow
 V2 = "/v2/models/prodkit/infer"
@@ -16,7 +16,7 @@ def registry_with_reference(path):
     from prodkit.release.registry import ModelRegistry
     rng = np.random.default_rng(0)
     ref = reference_from_frame(pd.DataFrame(rng.normal(size=(2000, 4)), columns=FEATS).assign(target=0), "target")
-    reg = ModelRegistry(path); reg.register(prodkit_onnx(seed=0), reference_stats=ref); reg.promote(1)
+    reg = ModelRegistry(path); reg.register(tiny_onnx(seed=0), reference_stats=ref); reg.promote(1)
     return reg
 
 def until(cond, timeout=20.0):

@@ -27,7 +27,7 @@ __all__ = ['ONNX_FORMAT', 'INPUT_NAME', 'OUTPUT_NAMES', 'REGRESSION_OUTPUTS', 'F
            'PARITY_TOLERANCES', 'output_names', 'OnnxExportError', 'Exportable', 'quiet_exporter', 'raw_column_inputs',
            'export_onnx', 'feature_ranges', 'onnx_metadata', 'set_metadata', 'read_onnx_metadata', 'ort_session',
            'onnx_feeds', 'onnx_predict', 'torch_predict', 'parity_rows', 'parity_report', 'time_calls', 'torch_threads',
-           'speed_table']
+           'speed_table', 'tiny_onnx']
 
 # %% ../../nbs/release/30_onnx.ipynb #08b4ccfa
 ONNX_FORMAT = "prodkit.onnx/1"
@@ -286,3 +286,13 @@ def speed_table(model: Classifier, onnx_model: bytes | str | Path, x: np.ndarray
                 rows.append(dict(engine=engine, threads=th or "default", cpu_threads=n, batch=b, **t, rows_per_s=b / (t["mean_ms"] / 1e3)))
             rows[-2]["speedup"] = t_torch["p50_ms"] / t_onnx["p50_ms"]
     return rows
+
+# %% ../../nbs/release/30_onnx.ipynb #8b48a5e7
+def tiny_onnx(n_features: int = 4, seed: int = 0, ranges: tuple[float, float] = (-3.0, 3.0)) -> bytes:
+    "ONNX bytes of a small untrained prodkit MLP with the release contract: features f0.., classes '0' and '1', training ranges `ranges`"
+    from prodkit.research.model import build_model
+    from prodkit.research.split import InputSpec
+    feats = [f"f{i}" for i in range(n_features)]
+    model = build_model(dict(name="mlp", hidden=[8], dropout=0.0), InputSpec(feats, "target", 2, [n_features], [0.0] * n_features, [1.0] * n_features), seed=seed)
+    stats = {"columns": {f: {"min": ranges[0], "max": ranges[1]} for f in feats}}
+    return export_onnx(model, ExportConfig(dynamo=False), onnx_metadata(model, stats))[0]
