@@ -810,6 +810,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                   'prodkit/research/model.py'),
                                         'prodkit.research.model.to_tensors': ( 'research/model.html#to_tensors',
                                                                                'prodkit/research/model.py'),
+                                        'prodkit.research.model.true_labels': ( 'research/model.html#true_labels',
+                                                                                'prodkit/research/model.py'),
                                         'prodkit.research.model.weights_sha256': ( 'research/model.html#weights_sha256',
                                                                                    'prodkit/research/model.py')},
             'prodkit.research.split': { 'prodkit.research.split.InputSpec': ('research/split.html#inputspec', 'prodkit/research/split.py'),

@@ -50,7 +50,7 @@ class ServiceLog:
         if self.plog is None or not self.plog.sampled(rid): return rid
         if self.n_pending >= self.cap: self._drop(len(a.probs)); return rid   # the writer is stuck: memory stays bounded
         labels, feats = a.labels, s.schema.features
-        if not labels: outs = [dict(prediction=v) for v in a.probs[:, 0].tolist()]   # a regression model: the value
+        if s.schema.regression: outs = [dict(prediction=v) for v in a.probs[:, 0].tolist()]   # the value
         else: outs = [dict(prediction=labels[t], confidence=p[t], **{f"proba_{lab}": q for lab, q in zip(labels, p)})
                       for t, p in zip(a.probs.argmax(1).tolist(), a.probs.tolist())]
         rows = zip(*(x[f].tolist() for f in feats)) if isinstance(x, dict) else x.tolist()   # a dict: a model of raw columns

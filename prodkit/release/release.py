@@ -18,7 +18,7 @@ from ..research.data import load_dataset
 from ..research.split import Split, split_dataset
 from ..research.evaluate import classification_metrics, regression_metrics
 from .gates import evaluate_gates, gate_failures, gates_passed, leakage_rows
-from ..research.model import Classifier, load_model, to_tensors, weights_sha256
+from ..research.model import Classifier, load_model, true_labels, weights_sha256
 from .onnx import export_onnx, onnx_metadata, onnx_predict, ort_session, parity_report, parity_rows, speed_table
 from .registry import ModelRegistry, ModelVersion
 from ..jobs.runs import RunNotFound, RunRecord, find_run, list_runs
@@ -82,8 +82,7 @@ def load_train_run(ref: str | None, runs_dir: str | Path) -> TrainedRun:
 def holdout_arrays(trained: TrainedRun) -> tuple[pd.DataFrame, np.ndarray]:
     "The test rows as the raw feature columns the ONNX file takes, and int labels (regression: the target, in its units)"
     inputs, test = trained.model.inputs, trained.split.test
-    y = pd.to_numeric(test[inputs.target]).to_numpy(dtype="float64") if inputs.regression else to_tensors(test, inputs)[1].numpy()
-    return test[list(inputs.features)].reset_index(drop=True), y
+    return test[list(inputs.features)].reset_index(drop=True), true_labels(test, inputs)
 
 def onnx_metrics(model: bytes | Path, x: np.ndarray, y: np.ndarray) -> dict:
     "Accuracy, F1, ROC AUC, ECE of an ONNX model on rows `x`, labels `y`; a regression model's MAE, RMSE, R2"

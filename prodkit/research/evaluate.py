@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, mean_absolute_error, precision_recall_fscore_support, r2_score,
                              roc_auc_score)
 
-from .model import Classifier, predict_proba, to_tensors
+from .model import Classifier, predict_proba, to_tensors, true_labels
 
 # %% auto #0
 __all__ = ['expected_calibration_error', 'classification_metrics', 'regression_metrics', 'segment_labels', 'segment_metrics',
@@ -123,11 +123,8 @@ def evaluate(
     inference: bool = True,  # also measure latency, throughput and memory
 ) -> dict:
     "Accuracy, F1, ROC AUC, ECE, confusion matrix, per-class and per-segment metrics (regression: MAE, RMSE, R2) and (optionally) inference cost"
-    _, y = to_tensors(frame, model.inputs)
-    if y is None: raise ValueError(f"evaluate needs the label column {model.inputs.target!r} in the frame")
-    regression, proba = model.inputs.regression, predict_proba(model, frame)
-    if regression: y = pd.to_numeric(frame[model.inputs.target]).to_numpy(dtype="float64")   # in the target's units, not standardized
-    else: y = y.numpy()
+    if model.inputs.target not in frame.columns: raise ValueError(f"evaluate needs the label column {model.inputs.target!r} in the frame")
+    regression, y, proba = model.inputs.regression, true_labels(frame, model.inputs), predict_proba(model, frame)
     out = regression_metrics(y, proba) if regression else classification_metrics(y, proba, model.inputs.class_names)
     segs = segment_labels(frame, cfg)
     out["segments"] = segment_metrics(y, proba, segs, cfg.segment, regression) if segs is not None else None
@@ -177,19 +174,16 @@ def permutation_importance(
     seed: int = 0,         # seeds the shuffles: the same model and rows give the same numbers
 ) -> dict:
     "Per raw column, the drop in accuracy (regression: the rise in MAE) when it is shuffled: mean and std over `repeats`, largest first"
-    inputs, rng = model.inputs, np.random.default_rng(seed)
-    if inputs.regression:
-        y = pd.to_numeric(frame[inputs.target]).to_numpy(dtype="float64")
-        score = lambda f: -float(np.mean(np.abs(predict_proba(model, f)[:, 0] - y)))
-    else:
-        y = to_tensors(frame, inputs)[1].numpy()
-        score = lambda f: float((predict_proba(model, f).argmax(1) == y).mean())
-    base, rows = score(frame), []
+    inputs, rng, y = model.inputs, np.random.default_rng(seed), true_labels(frame, model.inputs)
+    if inputs.regression: score = lambda f: -float(np.mean(np.abs(predict_proba(model, f)[:, 0] - y)))
+    else: score = lambda f: float((predict_proba(model, f).argmax(1) == y).mean())
+    base, rows, work = score(frame), [], frame.copy()   # one working copy: a column is shuffled in it, then put back
     for c in inputs.features:
-        drops = []
+        drops, values = [], frame[c].to_numpy()
         for _ in range(repeats):
-            shuffled = frame.copy(); shuffled[c] = frame[c].to_numpy()[rng.permutation(len(frame))]
-            drops.append(base - score(shuffled))
+            work[c] = values[rng.permutation(len(frame))]
+            drops.append(base - score(work))
+        work[c] = frame[c]
         rows.append(dict(feature=c, mean=float(np.mean(drops)), std=float(np.std(drops))))
     return dict(metric="mae" if inputs.regression else "accuracy", baseline=abs(base), repeats=repeats, seed=seed,
                 features=sorted(rows, key=lambda r: -r["mean"]))

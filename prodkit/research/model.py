@@ -21,9 +21,9 @@ from ..core.atomic import write_atomic
 
 # %% auto #0
 __all__ = ['MISSING_CODE', 'OOV_CODE', 'ARCHITECTURES', 'MODEL_FORMAT', 'ModelError', 'Standardize', 'encode_features', 'Encode',
-           'MLP', 'CNN', 'Classifier', 'build_model', 'weights_sha256', 'to_tensors', 'label_indices', 'target_values',
-           'answers', 'predict_proba', 'save_torch_atomic', 'model_payload', 'save_model', 'model_from_payload',
-           'load_model']
+           'MLP', 'CNN', 'Classifier', 'build_model', 'weights_sha256', 'to_tensors', 'label_indices', 'true_labels',
+           'target_values', 'answers', 'predict_proba', 'save_torch_atomic', 'model_payload', 'save_model',
+           'model_from_payload', 'load_model']
 
 # %% ../../nbs/research/12_model.ipynb #3bf13947
 class ModelError(ValueError):
@@ -171,6 +171,12 @@ def label_indices(labels: pd.Series, inputs: InputSpec) -> np.ndarray:
     names = category_text(labels)
     if unknown := sorted(set(names) - set(index)): raise ModelError(f"labels {unknown[:5]} are not among the model's classes {inputs.class_names[:10]}")
     return names.map(index).to_numpy(dtype=np.int64, copy=True)   # writable: torch.from_numpy warns on a read-only view
+
+def true_labels(frame: pd.DataFrame, inputs: InputSpec) -> np.ndarray:
+    "The label column as metrics compare it: int64 class indices, or a regression target in its own units (float64, not standardized)"
+    if inputs.target not in frame.columns: raise ModelError(f"the frame has no label column {inputs.target!r}")
+    if inputs.regression: return pd.to_numeric(frame[inputs.target]).to_numpy(dtype="float64")
+    return label_indices(frame[inputs.target], inputs)
 
 def target_values(y: pd.Series, inputs: InputSpec) -> np.ndarray:
     "A regression target standardized by the training statistics, float32 [n]: what the network learns"

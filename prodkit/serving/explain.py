@@ -42,10 +42,10 @@ def explain_rows(
     if not typical: raise InputError("the reference statistics hold none of the model's features: nothing to compare with")
     base = model.predict(x)
     pick = (lambda p: p[:, 0]) if schema.regression else (lambda p, k=base.argmax(1): p[np.arange(len(p)), k])
-    out = prediction_frame(base, schema, model.version)
+    out, own = prediction_frame(base, schema, model.version), pick(base)
     out.insert(0, "row", np.flatnonzero(ok))
     for j, f in enumerate(schema.features):
-        if f in typical: out[f"effect_{f}"] = pick(base) - pick(model.predict(_with(x, j, f, typical[f], schema)))
+        if f in typical: out[f"effect_{f}"] = own - pick(model.predict(_with(x, j, f, typical[f], schema)))
     return out
 
 def top_effects(explained: pd.DataFrame, k: int = 3) -> list[str]:

@@ -233,8 +233,7 @@ def raw_columns(columns: dict, schema: ModelSchema, margin: float | None = None,
     for j, f in enumerate(schema.features):
         vals, null_ok, string = columns[f], f in schema.nullable, f in schema.strings
         kinds = _TEXT_TYPES if string else _NUMBER_TYPES
-        if not all(type(v) in kinds or (v is None and null_ok) for v in vals):
-            i = next(i for i, v in enumerate(vals) if not (type(v) in kinds or (v is None and null_ok)))
+        if (i := next((i for i, v in enumerate(vals) if not (type(v) in kinds or (v is None and null_ok))), None)) is not None:
             raise InputError(f"{unit} {i}: feature '{f}' is {_what(vals[i])}, expected a {'string' if string else 'number'}" + (" or null" if null_ok else ""))
         if string:
             text[f] = t = np.array([_text(v) for v in vals], dtype=object)
