@@ -13,7 +13,7 @@ BIN    := $(VENV)/bin
 # Content only, not modification time: nbdev-export rewrites pyproject.toml unchanged, which must not reinstall.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)-$(shell echo '$(TORCH) $(TORCH_INDEX)' | sha256sum | cut -c1-6)
 
-.PHONY: help install demo export test test-fast lab bench clean notebook
+.PHONY: help install demo export test test-fast lab bench docs clean notebook
 
 # Set `prodkit` as the kernel of new notebooks in this venv's JupyterLab (merged into its jupyter_server_config.json).
 define LAB_DEFAULT_KERNEL
@@ -32,8 +32,8 @@ install: $(STAMP) ## create .venv: pinned CPU torch, prodkit editable with dev e
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name prodkit --display-name "Python (prodkit)" >/dev/null
 	@$(BIN)/python -c "$$LAB_DEFAULT_KERNEL"   # JupyterLab opens new notebooks on the `prodkit` kernel
 	@if [ -d .git ]; then \
@@ -65,6 +65,9 @@ test-fast: install ## the developer's loop (about a minute): sync + lint, nbdev-
 	if [ -z "$$changed" ]; then echo "nbdev-test: no notebook changed since main"; fi; \
 	for nb in $$changed; do if [ -f "$$nb" ]; then echo "nbdev-test $$nb"; $(BIN)/nbdev-test "$$nb" || exit 1; fi; done
 	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider -n 2
+
+docs: install ## the manual: nbs/ rendered offline into _docs/site/ (Sphinx, myst-nb, furo), links and assets checked
+	$(BIN)/python -m prodkit.cli.docs
 
 bench: install ## benchmarks in bench/: a table here, JSON in bench/results/
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
@@ -98,5 +101,5 @@ lab: install ## JupyterLab on 127.0.0.1 with the `prodkit` kernel
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean: ## remove .venv, run outputs and caches (keeps data/)
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache build *.egg-info _proc _docs
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

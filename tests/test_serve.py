@@ -76,6 +76,8 @@ def test_bad_input_refused(server, route, kw, status, msg):
 def test_still_up_and_counted(server):
     url, _, proc = server
     assert proc.poll() is None and httpx.post(url + "/predict", json=RECORD).status_code == 200
+    for route, kw in [("/predict", {"json": [RECORD] * 9}), ("/predict", {"json": [{}]}), (V2, {"json": {"nope": 1}})]:
+        assert httpx.post(url + route, timeout=10, **kw).status_code in (400, 413, 422)   # counted, whichever worker ran BAD
     m = httpx.get(url + "/metrics").text
     for line in ['prodkit_requests_total{route="/predict",status="422"}', 'prodkit_requests_total{route="/predict",status="413"}',
                  'prodkit_requests_total{route="/v2/models/{name}/infer",status="400"}', 'prodkit_request_duration_seconds_bucket{le="0.005",route="/predict"}',

@@ -16,6 +16,7 @@ from fastcore.docments import docments
 
 from ..core.config import ConfigError, compose
 from ..core.redact import run_secrets, scrubbed_console
+from ..core.text import text_table
 from ..jobs.kernel import skip_slow_optional_imports
 from ..jobs.runner import execute, reproduce
 from ..jobs.runs import ExitCode, RunNotFound, find_run, list_runs
@@ -67,12 +68,8 @@ def print_record(rec, out=None) -> None:
     for k, v in rows: print(f"  {k:<{width}}  {v}", file=out)
 
 def print_table(header: list[str], rows: list[list[str]]) -> None:
-    "A table on stdout (rich), wide enough not to wrap ids and paths"
-    from rich.console import Console
-    from rich.table import Table
-    t = Table(*header, show_lines=False)
-    for r in rows: t.add_row(*r)
-    Console(width=max(120, len(max((" ".join(r) for r in rows), default="")) // 2)).print(t)
+    "A table on stdout, one line per row (`prodkit.core.text.text_table`)"
+    print(text_table(header, rows))
 
 # %% ../../nbs/cli/90_main.ipynb #281cd06d
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -200,6 +197,9 @@ cli.add_command(registry)
 
 from .monitor import COMMANDS as MONITOR_COMMANDS
 for _c in MONITOR_COMMANDS: cli.add_command(_c)   # drift, pipeline
+
+from .new import COMMANDS as NEW_COMMANDS
+for _c in NEW_COMMANDS: cli.add_command(_c)       # new, update, schema
 
 # %% ../../nbs/cli/90_main.ipynb #4b26a899
 def main(argv: list[str] | None = None) -> int:

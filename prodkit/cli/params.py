@@ -11,6 +11,7 @@ import click
 from omegaconf import OmegaConf
 
 from ..core.config import ConfigError, project_root
+from ..core.text import text_table
 from ..jobs.params import cli_params, declared_parameters, job_notebook, notebook_language, takes_config
 
 # %% auto #0
@@ -56,10 +57,7 @@ def params_text(job: str) -> str:
     rows = [(p.name, p.type or (p.expected or "any") + ("" if p.type else " (from the default)"),
              f"{pinned[p.name]!r} (pinned by conf/job/{job}.yaml)" if p.name in pinned else p.source, p.help) for p in declared.values()]
     if not rows: return f"{head}\n  the parameters cell assigns nothing"
-    w = [max(len(r[i]) for r in rows + [("name", "type", "default", "")]) for i in range(3)]
-    lines = [f"  {'name':<{w[0]}}  {'type':<{w[1]}}  {'default':<{w[2]}}  help"]
-    lines += [f"  {n:<{w[0]}}  {t:<{w[1]}}  {d:<{w[2]}}  {h}".rstrip() for n, t, d, h in rows]
-    return "\n".join([head, *lines, "Set them with -p NAME VALUE, -y 'NAME: VALUE', -f FILE.yaml or job.params.NAME=VALUE."])
+    return "\n".join([head, text_table(["name", "type", "default", "help"], rows, indent=2), "Set them with -p NAME VALUE, -y 'NAME: VALUE', -f FILE.yaml or job.params.NAME=VALUE."])
 
 def print_params(job: str) -> int:
     "Print `params_text(job)`; exit code 0, or 2 with the reason"

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ..core.config import ConfigError, compose, key_help
+from ..core.text import text_table
 from ..jobs.job import hydra_quoted
 from ..release.registry import ModelRegistry, RegistryError
 
@@ -29,10 +30,6 @@ def _fail(msg: str, code: int = 1):
     click.echo(f"prodkit: {msg}", err=True)
     sys.exit(code)
 
-def _table(header: list[str], rows: list[list]) -> str:
-    rows = [header] + [["-" if v is None else str(v) for v in r] for r in rows]
-    w = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows)
 
 def _f(v) -> str: return f"{v:.4g}" if isinstance(v, float) else "-" if v is None else str(v)
 
@@ -42,7 +39,7 @@ def version_rows(reg: ModelRegistry) -> str:
     for a, n in reg.aliases().items(): by.setdefault(n, []).append(a)
     rows = [[v.name, ",".join(sorted(by.get(v.version, []))), v.run_id, _f(v.metrics.get("accuracy")), _f(v.metrics.get("ece")),
              f"{len(v.gates) - len(v.failed_gates)}/{len(v.gates)}", v.onnx_sha256[:12], v.created[:19], v.created_by] for v in reg.versions()]
-    return _table(["version", "aliases", "run", "accuracy", "ece", "gates", "onnx sha256", "created (UTC)", "by"], rows)
+    return text_table(["version", "aliases", "run", "accuracy", "ece", "gates", "onnx sha256", "created (UTC)", "by"], rows)
 
 # %% ../../nbs/cli/85_release.ipynb #a7c9436c
 @click.group()
@@ -104,7 +101,7 @@ def history(ctx):
     "Every alias move: when, who, what, from, to, why"
     rows = [[h["at"][:23], h["who"], h["action"], h["alias"], _f(h["from_version"] and f"v{h['from_version']}"),
              _f(h["to_version"] and f"v{h['to_version']}"), h["reason"]] for h in _reg(ctx).history()]
-    click.echo(_table(["at (UTC)", "who", "action", "alias", "from", "to", "reason"], rows) if rows else "no alias moves yet")
+    click.echo(text_table(["at (UTC)", "who", "action", "alias", "from", "to", "reason"], rows) if rows else "no alias moves yet")
 
 # %% ../../nbs/cli/85_release.ipynb #05ee540a
 @registry.command()

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import parse_gate
+from ..core.text import text_table
 
 # %% auto #0
 __all__ = ['evaluate_gate', 'evaluate_gates', 'gates_passed', 'gate_failures', 'gate_table', 'format_gate_table', 'leakage_rows']
@@ -66,10 +67,8 @@ def gate_table(results: list[dict]) -> pd.DataFrame:
 
 def format_gate_table(results: list[dict]) -> str:
     "The gate table as aligned text (for the CLI and logs)"
-    f = lambda v: "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
-    rows = [["gate", "value", "threshold", "result", "margin"]] + [[r["gate"], f(r["value"]), f(r["threshold"]), "pass" if r["passed"] else "FAIL", f(r["margin"])] for r in results]
-    w = [max(len(row[i]) for row in rows) for i in range(5)]
-    return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(row)).rstrip() for row in rows)
+    return text_table(["gate", "value", "threshold", "result", "margin"],
+                      [[r["gate"], r["value"], r["threshold"], "pass" if r["passed"] else "FAIL", r["margin"]] for r in results])
 
 # %% ../../nbs/release/31_gates.ipynb #966ac4b6
 def leakage_rows(train: pd.DataFrame, test: pd.DataFrame, features: list[str]) -> int:

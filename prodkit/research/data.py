@@ -20,9 +20,9 @@ from ..core.schema import OutlierAction, OutlierRule
 from ..core.atomic import write_atomic
 
 # %% auto #0
-__all__ = ['log', 'SOURCES', 'DataError', 'SchemaError', 'synthetic_frame', 'write_csv_atomic', 'materialize', 'dataframe_schema',
-           'describe_failures', 'check_schema', 'feature_columns', 'outlier_bounds', 'OutlierReport',
-           'apply_outlier_policy', 'Dataset', 'load_dataset']
+__all__ = ['log', 'SOURCES', 'PARQUET', 'DataError', 'SchemaError', 'synthetic_frame', 'write_csv_atomic', 'materialize',
+           'dataframe_schema', 'describe_failures', 'check_schema', 'feature_columns', 'outlier_bounds',
+           'OutlierReport', 'apply_outlier_policy', 'Dataset', 'read_frame', 'load_dataset']
 
 # %% ../../nbs/research/10_data.ipynb #3cf144a5
 log = logging.getLogger("prodkit.research.data")
@@ -232,12 +232,23 @@ class Dataset:
         return dict(name=self.name, path=str(self.path), sha256=self.version, rows=len(self.frame),
                     columns=len(self.frame.columns), outliers=self.outliers.to_dict(), files=self.files)
 
+PARQUET = (".parquet", ".pq")
+
+def read_frame(path: str | Path, raw: bytes | None = None) -> pd.DataFrame:
+    "A CSV or Parquet file (by its suffix) as a frame; `DataError` naming the file when it cannot be read"
+    path = Path(path)
+    if raw is None:
+        if not path.is_file(): raise DataError(f"{path} does not exist")
+        raw = path.read_bytes()
+    parquet = path.suffix.lower() in PARQUET
+    try: return pd.read_parquet(io.BytesIO(raw)) if parquet else pd.read_csv(io.BytesIO(raw))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as e:
+        raise DataError(f"{path} is not a readable {'Parquet' if parquet else 'CSV'} file: {e}") from None
+
 def _read_checked(path: Path, cfg: DictConfig) -> tuple[pd.DataFrame, str]:
-    "A CSV file checked against the schema, and the sha256 of its bytes"
+    "A CSV or Parquet file checked against the schema, and the sha256 of its bytes"
     raw = path.read_bytes()
-    try: frame = pd.read_csv(io.BytesIO(raw))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not a readable CSV: {e}") from None
+    frame = read_frame(path, raw)
     if frame.empty: raise DataError(f"{path}: the file has no rows (a header of {len(frame.columns)} columns and no data)")
     return check_schema(frame, cfg, source=path), hashlib.sha256(raw).hexdigest()
 

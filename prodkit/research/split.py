@@ -13,6 +13,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from ..core.schema import Task
+from ..core.text import category_spelling
 from .data import DataError, Dataset, feature_columns
 
 # %% auto #0
@@ -73,11 +74,7 @@ class Split:
 # %% ../../nbs/research/11_split.ipynb #9c804cab
 def category_text(values: pd.Series) -> pd.Series:
     "Categorical values as the strings the vocabulary holds: whole numbers without '.0', missing as ''"
-    def text(v):
-        if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA: return ""
-        if isinstance(v, (float, np.floating)) and float(v).is_integer(): return str(int(v))
-        return str(v)
-    return values.map(text).astype(object)
+    return values.map(category_spelling).astype(object)
 
 FEW_CLASSES = 20   # a float label of whole numbers with at most this many values is read as classes (0.0/1.0 after a NaN, say)
 

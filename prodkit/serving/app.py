@@ -33,15 +33,18 @@ __all__ = ['log', 'CONFIG_ENV', 'Prediction', 'ValuePrediction', 'PredictRespons
 
 # %% ../../nbs/serving/53_app.ipynb #5c9a6b3d
 class Prediction(BaseModel):
+    "One row's answer from a classifier: the class, its probability, all probabilities"
     label: str
     confidence: float
     probabilities: dict[str, float]
     low_confidence: bool = False
 
-class ValuePrediction(BaseModel):   # a regression model's answer
+class ValuePrediction(BaseModel):
+    "One row's answer from a regression model, in the target's units"
     value: float
 
 class PredictResponse(BaseModel):
+    "`POST /predict`'s body: which model answered, whether it was a fallback, one prediction per record"
     model_name: str
     model_version: int | None        # None: the rule-based baseline answered
     fallback: bool                   # True: not the configured model (previous, baseline, or low confidence)
@@ -50,12 +53,14 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction | ValuePrediction]
 
 class Tensor(BaseModel):
+    "An Open Inference Protocol (v2) tensor: name, datatype, shape and the data, flat in row-major order"
     name: str
     datatype: str
     shape: list[int]
     data: list
 
 class InferResponse(BaseModel):
+    "The v2 `POST /v2/models/{name}/infer` response"
     model_name: str
     model_version: str | None
     id: str | None = None
@@ -63,6 +68,7 @@ class InferResponse(BaseModel):
     parameters: dict[str, Any]
 
 class ModelMetadata(BaseModel):
+    "The v2 `GET /v2/models/{name}` response: the model's inputs and outputs"
     name: str
     versions: list[str]
     platform: str

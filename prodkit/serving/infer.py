@@ -13,6 +13,8 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
+from ..core.text import category_spelling
+
 # %% auto #0
 __all__ = ['META_KEY', 'META_FORMAT', 'F32_MAX', 'NUMERIC', 'InferenceError', 'InputError', 'ModelSchema', 'session_options',
            'OnnxModel', 'check_frame', 'check_array', 'records_to_array', 'raw_columns', 'v2_array', 'prediction_frame',
@@ -135,11 +137,6 @@ def _reasons_for(col: str, raw: pd.Series, margin: float | None, lo: float, hi: 
         why[out] = [f"'{col}'={v:.6g} outside training range [{lo:.6g}, {hi:.6g}] + margin {margin:g}" for v in vals[out]]
     return vals, why
 
-def _text(v) -> str:
-    "A categorical value as the model's vocabulary spells it: whole numbers without '.0', missing as ''"
-    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)): return ""
-    return str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v)
-
 def check_frame(frame: pd.DataFrame, schema: ModelSchema, margin: float | None = 0.5) -> tuple[np.ndarray | dict, np.ndarray, np.ndarray]:
     "(the valid rows: float32 features, or a dict of raw columns when the model takes strings; boolean mask of valid rows; reason per row)"
     n = len(frame)
@@ -149,7 +146,7 @@ def check_frame(frame: pd.DataFrame, schema: ModelSchema, margin: float | None =
     for j, col in enumerate(schema.features):
         if col not in frame.columns: reasons = _join(reasons, np.full(n, f"missing column '{col}'", dtype=object)); continue
         if col in schema.strings:
-            text[col] = frame[col].map(_text).to_numpy(dtype=object)
+            text[col] = frame[col].map(category_spelling).to_numpy(dtype=object)
             if col not in schema.nullable: reasons = _join(reasons, np.where(text[col] == "", f"'{col}' is missing", ""))
             continue
         vals, why = _reasons_for(col, frame[col], margin, schema.lo[j], schema.hi[j], col in schema.nullable)
@@ -236,7 +233,7 @@ def raw_columns(columns: dict, schema: ModelSchema, margin: float | None = None,
         if (i := next((i for i, v in enumerate(vals) if not (type(v) in kinds or (v is None and null_ok))), None)) is not None:
             raise InputError(f"{unit} {i}: feature '{f}' is {_what(vals[i])}, expected a {'string' if string else 'number'}" + (" or null" if null_ok else ""))
         if string:
-            text[f] = t = np.array([_text(v) for v in vals], dtype=object)
+            text[f] = t = np.array([category_spelling(v) for v in vals], dtype=object)
             if not null_ok and (empty := t == "").any(): raise InputError(f"{unit} {int(empty.argmax())}: feature '{f}' is empty, and the model was trained with it always present")
             continue
         try: x[:, j] = [math.nan if v is None else v for v in vals]

@@ -1,0 +1,109 @@
+"`prodkit new`, `prodkit update`, `prodkit schema`: a project from this template, offline, that passes its own checks; updates keep the owner's edits."
+import json, re
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import PY, ROOT, run
+
+WORD = re.compile(r"(?<![A-Za-z0-9])prodkit(?![A-Za-z0-9])")
+
+def table(path):
+    "A table nobody in the project wrote: strings with missing values, whole numbers, floats, a string label"
+    rng = np.random.default_rng(7); n = 240
+    df = pd.DataFrame({"plan": rng.choice(["basic", "pro", "team"], n), "months": rng.integers(1, 60, n), "spend": rng.gamma(2, 30, n).round(2)})
+    df.loc[rng.choice(n, 12, replace=False), "spend"] = np.nan
+    df.loc[rng.choice(n, 5, replace=False), "plan"] = None
+    df["churned"] = np.where((df.months < 12) | (rng.random(n) < 0.1), "yes", "no")
+    df.to_csv(path, index=False)
+    return path
+
+def prodkit(*args, **kw): return run(PY, "-m", "prodkit.cli.main", *args, **kw)
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    "A clone of this checkout: the template as committed, which a test may change"
+    tpl = tmp_path_factory.mktemp("template")/"prodkit"
+    run("git", "clone", "-q", ROOT, tpl, check=True)
+    return tpl
+
+@pytest.fixture(scope="module")
+def churn(template, tmp_path_factory):
+    base = tmp_path_factory.mktemp("new")
+    r = run(PY, "-m", "prodkit.cli.main", "new", base/"churn", "--defaults", "--data", table(base/"customers.csv"), "--target", "churned",
+            cwd=template, env={"PRODKIT_ROOT": str(template)}, check=True)
+    assert "created" in r.stdout and "experiment=customers" in r.stdout
+    return base/"churn"
+
+@pytest.mark.slow
+def test_the_project_is_the_template_renamed_with_your_table(churn):
+    assert (churn/"churn"/"cli"/"main.py").is_file() and not (churn/"prodkit").exists()
+    leftovers = [str(p.relative_to(churn)) for p in churn.rglob("*") if p.is_file() and ".git" not in p.parts and p.suffix in (".py", ".ipynb", ".yaml", ".toml")
+                 and p.name != ".prodkit-template.json" and WORD.search(p.read_text(errors="replace"))]
+    assert leftovers == []
+    cfg = (churn/"conf"/"data"/"customers.yaml").read_text()
+    assert "path: ${paths.root}/datasets/customers.csv" in cfg and "{name: churned, dtype: str, isin: ['no', 'yes']}" in cfg
+    assert "{name: plan, dtype: str, nullable: true}" in cfg and "{name: months, dtype: int64, min: 0, max: 60}" in cfg
+    assert (churn/"datasets"/"customers.csv").is_file() and (churn/"conf"/"experiment"/"customers.yaml").is_file()
+    assert run("git", "-C", churn, "branch", "--show-current").stdout.strip() == "main"
+    assert run("git", "-C", churn, "status", "--porcelain").stdout == ""                       # everything committed
+    assert json.loads((churn/".prodkit-template.json").read_text())["package"] == "churn"
+
+@pytest.mark.slow
+def test_the_project_passes_its_own_checks_and_trains_on_your_table(churn):
+    env = {"PYTHONPATH": str(churn), "PRODKIT_ROOT": "", "CHURN_ROOT": str(churn)}
+    r = run(PY, "-m", "churn.cli.hygiene", "check", cwd=churn, env=env)        # its notebooks export exactly its package
+    assert r.returncode == 0, r.stderr
+    r = run(PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_config.py", cwd=churn, env=env)
+    assert r.returncode == 0, r.stdout[-3000:]
+    r = run(PY, "-m", "churn.cli.main", "run", "train", "debug=tiny", "experiment=customers", cwd=churn, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "succeeded: run" in r.stdout and "accuracy" in r.stdout
+
+def test_every_option_lands_in_the_project(template, tmp_path):
+    r = prodkit("new", tmp_path/"p", "--defaults", "--package", "fraud_v2", "--author", "Ada Lovelace", "--license", "MIT",
+                "--python", ">=3.11", "--description", "Card fraud scores", cwd=template, env={"PRODKIT_ROOT": str(template)})
+    assert r.returncode == 0, r.stderr
+    pp = (tmp_path/"p"/"pyproject.toml").read_text()
+    assert 'name = "fraud_v2"' in pp and 'authors = [{name = "Ada Lovelace"}]' in pp and 'license = {text = "MIT"}' in pp
+    assert 'requires-python = ">=3.11"' in pp and 'description = "Card fraud scores"' in pp and 'fraud_v2 = "fraud_v2.cli.main:main"' in pp
+    assert (tmp_path/"p"/"README.md").read_text().startswith("# fraud_v2\n\nCard fraud scores")
+    assert not (tmp_path/"p"/"datasets").exists()
+
+@pytest.mark.parametrize("args,msg", [(["--package", "Bad-Name"], "Python identifier"), (["--package", "json"], "already a module"),
+                                      (["--data", "t.csv"], "--data needs --target"), (["--data", "nope.csv", "--target", "y"], "no such file")])
+def test_bad_options_are_refused_and_leave_nothing(template, tmp_path, args, msg):
+    (tmp_path/"t.csv").write_text("a,y\n1,0\n")
+    r = prodkit("new", tmp_path/"p", "--defaults", *args, cwd=tmp_path, env={"PRODKIT_ROOT": str(template)})
+    assert r.returncode == 2 and msg in r.stderr and not (tmp_path/"p").exists()
+
+def test_a_folder_in_use_is_refused(template, tmp_path):
+    (tmp_path/"p").mkdir(); (tmp_path/"p"/"notes.txt").write_text("mine")
+    r = prodkit("new", tmp_path/"p", "--defaults", env={"PRODKIT_ROOT": str(template)})
+    assert r.returncode == 2 and "not empty" in r.stderr and (tmp_path/"p"/"notes.txt").read_text() == "mine"
+
+@pytest.mark.slow
+def test_update_merges_a_template_change_and_keeps_the_owners_edit(template, tmp_path):
+    env = {"PRODKIT_ROOT": str(template)}
+    assert prodkit("new", tmp_path/"p", "--defaults", env=env).returncode == 0
+    p = tmp_path/"p"
+    mk = p/"Makefile"; mk.write_text(mk.read_text() + "\nmine: ## the owner's own target\n\t@echo mine\n")
+    run("git", "-C", p, "commit", "-qam", "my target", check=True)
+    tmk = template/"Makefile"; tmk.write_text(tmk.read_text().replace("PYTHON ?= python3", "PYTHON ?= python3.11"))
+    run("git", "-C", template, "commit", "-qam", "template: python3.11", check=True)
+    r = prodkit("update", p, env=env)
+    assert r.returncode == 0 and "merged the template update" in r.stdout, r.stderr
+    text = mk.read_text()
+    assert "PYTHON ?= python3.11" in text and "mine: ## the owner's own target" in text
+    assert prodkit("update", p, env=env).stdout.strip() == "the template has not changed since the last update"
+    (p/"README.md").write_text("dirty"); r = prodkit("update", p, env=env)
+    assert r.returncode == 1 and "uncommitted changes" in r.stderr
+
+def test_schema_writes_a_config_the_data_passes(tmp_path):
+    r = prodkit("schema", table(tmp_path/"t.csv"), "--target", "churned", "-o", tmp_path/"t.yaml")
+    assert r.returncode == 0 and "review it" in r.stderr
+    pd.read_csv(tmp_path/"t.csv").to_parquet(tmp_path/"t.parquet")
+    from omegaconf import OmegaConf
+    from prodkit.core.config import compose
+    from prodkit.research.data import load_dataset
+    data = OmegaConf.merge(compose().data, OmegaConf.load(tmp_path/"t.yaml"), {"path": str(tmp_path/"t.parquet")})
+    assert len(load_dataset(data).frame) == 240          # the Parquet copy passes the schema inferred from the CSV
