@@ -55,6 +55,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'prodkit.cli.monitor.drift': ('cli/monitor.html#drift', 'prodkit/cli/monitor.py'),
                                      'prodkit.cli.monitor.pipeline': ('cli/monitor.html#pipeline', 'prodkit/cli/monitor.py')},
             'prodkit.cli.new': { 'prodkit.cli.new.NewProjectError': ('cli/new.html#newprojecterror', 'prodkit/cli/new.py'),
+                                 'prodkit.cli.new._export': ('cli/new.html#_export', 'prodkit/cli/new.py'),
                                  'prodkit.cli.new._generate': ('cli/new.html#_generate', 'prodkit/cli/new.py'),
                                  'prodkit.cli.new._git': ('cli/new.html#_git', 'prodkit/cli/new.py'),
                                  'prodkit.cli.new._own_parts': ('cli/new.html#_own_parts', 'prodkit/cli/new.py'),

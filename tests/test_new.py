@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from conftest import PY, ROOT, run
 
-WORD = re.compile(r"(?<![A-Za-z0-9])prodkit(?![A-Za-z0-9])")
+WORD = re.compile(r"(?<![A-Za-z0-9])prodkit(?=[./:_\"'])")   # the package as a module, path or name; prose may name the template
 
 def table(path):
     "A table nobody in the project wrote: strings with missing values, whole numbers, floats, a string label"
@@ -17,7 +17,11 @@ def table(path):
     df.to_csv(path, index=False)
     return path
 
-def prodkit(*args, **kw): return run(PY, "-m", "prodkit.cli.main", *args, **kw)
+def cli_of(package, *args, **kw):
+    "The command line of `package` (prodkit's, or a generated project's, which has no console script installed)"
+    return run(PY, "-c", f"import sys; from {package}.cli.main import main; sys.exit(main())", *args, **kw)
+
+def prodkit(*args, **kw): return cli_of("prodkit", *args, **kw)
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
@@ -29,7 +33,7 @@ def template(tmp_path_factory):
 @pytest.fixture(scope="module")
 def churn(template, tmp_path_factory):
     base = tmp_path_factory.mktemp("new")
-    r = run(PY, "-m", "prodkit.cli.main", "new", base/"churn", "--defaults", "--data", table(base/"customers.csv"), "--target", "churned",
+    r = prodkit("new", base/"churn", "--defaults", "--data", table(base/"customers.csv"), "--target", "churned",
             cwd=template, env={"PRODKIT_ROOT": str(template)}, check=True)
     assert "created" in r.stdout and "experiment=customers" in r.stdout
     return base/"churn"
@@ -55,7 +59,7 @@ def test_the_project_passes_its_own_checks_and_trains_on_your_table(churn):
     assert r.returncode == 0, r.stderr
     r = run(PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_config.py", cwd=churn, env=env)
     assert r.returncode == 0, r.stdout[-3000:]
-    r = run(PY, "-m", "churn.cli.main", "run", "train", "debug=tiny", "experiment=customers", cwd=churn, env=env)
+    r = cli_of("churn", "run", "train", "debug=tiny", "experiment=customers", cwd=churn, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert "succeeded: run" in r.stdout and "accuracy" in r.stdout
 

@@ -117,9 +117,18 @@ def _git(dst: Path, *args: str) -> str:
     if r.returncode: raise NewProjectError(f"git {' '.join(args)} in {dst} failed: {(r.stderr or r.stdout).strip()}")
     return r.stdout
 
+def _export(dst: Path) -> None:
+    "nbdev-export in the new project: its `_modidx.py` is laid out by name length, so renaming is not enough"
+    exe = Path(sys.executable).parent/"nbdev-export"
+    if not exe.exists(): return                      # nbdev is a dev extra; the project's `make export` does it then
+    env = {k: v for k, v in os.environ.items() if k not in ("IN_TEST", "PRODKIT_ROOT")}
+    r = subprocess.run([str(exe)], cwd=dst, capture_output=True, text=True, env=env)
+    if r.returncode: raise NewProjectError(f"nbdev-export in {dst} failed: {r.stderr.strip()[-2000:]}")
+
 def _generate(dst: Path, o: dict, root: Path | None) -> int:
     n = render(dst, o["package"], root)
     _own_parts(dst, o)
+    if (dst/"nbs").is_dir(): _export(dst)
     (dst/STATE_FILE).write_text(json.dumps(o, indent=2) + "\n")
     return n
 
