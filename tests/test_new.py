@@ -1,5 +1,6 @@
 "`prodkit new`, `prodkit update`, `prodkit schema`: a project from this template, offline, that passes its own checks; updates keep the owner's edits."
 import json, re
+from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
@@ -57,7 +58,13 @@ def test_the_project_passes_its_own_checks_and_trains_on_your_table(churn):
     env = {"PYTHONPATH": str(churn), "PRODKIT_ROOT": "", "CHURN_ROOT": str(churn)}
     r = run(PY, "-m", "churn.cli.hygiene", "check", cwd=churn, env=env)        # its notebooks export exactly its package
     assert r.returncode == 0, r.stderr
-    r = run(PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_config.py", cwd=churn, env=env)
+    r = run(Path(PY).parent/"ruff", "check", "--quiet", "churn", "tests", "bench", cwd=churn, env=env)
+    assert r.returncode == 0, r.stdout[-3000:]
+    for nb in ("nbs/core/01_config.ipynb", "nbs/research/16_columns.ipynb"):                    # its notebooks' tests, on its package
+        r = run(Path(PY).parent/"nbdev-test", nb, cwd=churn, env=env)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    r = run(PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_config.py", "-k", "not exits_2 and not prints_each_value",
+            cwd=churn, env=env)                                                                # (those two start its console script)
     assert r.returncode == 0, r.stdout[-3000:]
     r = cli_of("churn", "run", "train", "debug=tiny", "experiment=customers", cwd=churn, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]

@@ -63,7 +63,7 @@ def data_config(path: str | Path, target: str, name: str | None = None) -> str:
     lines = [f"# {name}: inferred by `prodkit schema {path.name} --target {target}` on {when} from {len(frame):,} rows.",
              "# Review before training: ranges are the data's, rounded outwards; a range too tight refuses real rows in",
              "# production. Mark a number column that is really a category with `category: true`, personal data with `pii: true`.",
-             f"name: {name}", f"path: {path.resolve() if not path.is_absolute() else path}", "source: null", f"target: {target}"]
+             f"name: {name}", f"path: {path.resolve() if not path.is_absolute() else path}", f"target: {target}"]
     if regression: lines.append("task: regression")
     lines += ["columns:", *(f"  - {_flow(c)}" for c in cols)]
     return "\n".join(lines) + "\n"
