@@ -55,7 +55,7 @@ def test_the_project_is_the_template_renamed_with_your_table(churn):
 
 @pytest.mark.slow
 def test_the_project_passes_its_own_checks_and_trains_on_your_table(churn):
-    env = {"PYTHONPATH": str(churn), "PRODKIT_ROOT": "", "CHURN_ROOT": str(churn)}
+    env = {"PYTHONPATH": str(churn), "CHURN_ROOT": str(churn)}
     r = run(PY, "-m", "churn.cli.hygiene", "check", cwd=churn, env=env)        # its notebooks export exactly its package
     assert r.returncode == 0, r.stderr
     r = run(Path(PY).parent/"ruff", "check", "--quiet", "churn", "tests", "bench", cwd=churn, env=env)
