@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from conftest import PY, ROOT, run
 
-WORD = re.compile(r"(?<![A-Za-z0-9])prodkit(?=[./:_\"'])")   # the package as a module, path or name; prose may name the template
+WORD = re.compile(r"(?<![A-Za-z0-9])template_cli(?=[./:_\"'])")   # the package as a module, path or name; prose may name the template
 
 def table(path):
     "A table nobody in the project wrote: strings with missing values, whole numbers, floats, a string label"
@@ -22,7 +22,7 @@ def cli_of(package, *args, **kw):
     "The command line of `package` (prodkit's, or a generated project's, which has no console script installed)"
     return run(PY, "-c", f"import sys; from {package}.cli.main import main; sys.exit(main())", *args, **kw)
 
-def prodkit(*args, **kw): return cli_of("prodkit", *args, **kw)
+def template_cli(*args, **kw): return cli_of("prodkit", *args, **kw)
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
@@ -34,7 +34,7 @@ def template(tmp_path_factory):
 @pytest.fixture(scope="module")
 def churn(template, tmp_path_factory):
     base = tmp_path_factory.mktemp("new")
-    r = prodkit("new", base/"churn", "--defaults", "--data", table(base/"customers.csv"), "--target", "churned",
+    r = template_cli("new", base/"churn", "--defaults", "--data", table(base/"customers.csv"), "--target", "churned",
             cwd=template, env={"PRODKIT_ROOT": str(template)}, check=True)
     assert "created" in r.stdout and "experiment=customers" in r.stdout
     return base/"churn"
@@ -71,7 +71,7 @@ def test_the_project_passes_its_own_checks_and_trains_on_your_table(churn):
     assert "succeeded: run" in r.stdout and "accuracy" in r.stdout
 
 def test_every_option_lands_in_the_project(template, tmp_path):
-    r = prodkit("new", tmp_path/"p", "--defaults", "--package", "fraud_v2", "--author", "Ada Lovelace", "--license", "MIT",
+    r = template_cli("new", tmp_path/"p", "--defaults", "--package", "fraud_v2", "--author", "Ada Lovelace", "--license", "MIT",
                 "--python", ">=3.11", "--description", "Card fraud scores", cwd=template, env={"PRODKIT_ROOT": str(template)})
     assert r.returncode == 0, r.stderr
     pp = (tmp_path/"p"/"pyproject.toml").read_text()
@@ -84,33 +84,33 @@ def test_every_option_lands_in_the_project(template, tmp_path):
                                       (["--data", "t.csv"], "--data needs --target"), (["--data", "nope.csv", "--target", "y"], "no such file")])
 def test_bad_options_are_refused_and_leave_nothing(template, tmp_path, args, msg):
     (tmp_path/"t.csv").write_text("a,y\n1,0\n")
-    r = prodkit("new", tmp_path/"p", "--defaults", *args, cwd=tmp_path, env={"PRODKIT_ROOT": str(template)})
+    r = template_cli("new", tmp_path/"p", "--defaults", *args, cwd=tmp_path, env={"PRODKIT_ROOT": str(template)})
     assert r.returncode == 2 and msg in r.stderr and not (tmp_path/"p").exists()
 
 def test_a_folder_in_use_is_refused(template, tmp_path):
     (tmp_path/"p").mkdir(); (tmp_path/"p"/"notes.txt").write_text("mine")
-    r = prodkit("new", tmp_path/"p", "--defaults", env={"PRODKIT_ROOT": str(template)})
+    r = template_cli("new", tmp_path/"p", "--defaults", env={"PRODKIT_ROOT": str(template)})
     assert r.returncode == 2 and "not empty" in r.stderr and (tmp_path/"p"/"notes.txt").read_text() == "mine"
 
 @pytest.mark.slow
 def test_update_merges_a_template_change_and_keeps_the_owners_edit(template, tmp_path):
     env = {"PRODKIT_ROOT": str(template)}
-    assert prodkit("new", tmp_path/"p", "--defaults", env=env).returncode == 0
+    assert template_cli("new", tmp_path/"p", "--defaults", env=env).returncode == 0
     p = tmp_path/"p"
     mk = p/"Makefile"; mk.write_text(mk.read_text() + "\nmine: ## the owner's own target\n\t@echo mine\n")
     run("git", "-C", p, "commit", "-qam", "my target", check=True)
     tmk = template/"Makefile"; tmk.write_text(tmk.read_text().replace("PYTHON ?= python3", "PYTHON ?= python3.11"))
     run("git", "-C", template, "commit", "-qam", "template: python3.11", check=True)
-    r = prodkit("update", p, env=env)
+    r = template_cli("update", p, env=env)
     assert r.returncode == 0 and "merged the template update" in r.stdout, r.stderr
     text = mk.read_text()
     assert "PYTHON ?= python3.11" in text and "mine: ## the owner's own target" in text
-    assert prodkit("update", p, env=env).stdout.strip() == "the template has not changed since the last update"
-    (p/"README.md").write_text("dirty"); r = prodkit("update", p, env=env)
+    assert template_cli("update", p, env=env).stdout.strip() == "the template has not changed since the last update"
+    (p/"README.md").write_text("dirty"); r = template_cli("update", p, env=env)
     assert r.returncode == 1 and "uncommitted changes" in r.stderr
 
 def test_schema_writes_a_config_the_data_passes(tmp_path):
-    r = prodkit("schema", table(tmp_path/"t.csv"), "--target", "churned", "-o", tmp_path/"t.yaml")
+    r = template_cli("schema", table(tmp_path/"t.csv"), "--target", "churned", "-o", tmp_path/"t.yaml")
     assert r.returncode == 0 and "review it" in r.stderr
     pd.read_csv(tmp_path/"t.csv").to_parquet(tmp_path/"t.parquet")
     from omegaconf import OmegaConf
