@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from conftest import PY, ROOT, run
 
-WORD = re.compile(r"(?<![A-Za-z0-9])template_cli(?=[./:_\"'])")   # the package as a module, path or name; prose may name the template
+WORD = re.compile(r"(?<![A-Za-z0-9])prodkit(?=[./:_\"'])")   # the package as a module, path or name; prose may name the template
 
 def table(path):
     "A table nobody in the project wrote: strings with missing values, whole numbers, floats, a string label"
