@@ -1,5 +1,5 @@
 "`prodkit new`, `prodkit update`, `prodkit schema`: a project from this template, offline, that passes its own checks; updates keep the owner's edits."
-import json, re
+import json, re, tomllib
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -72,12 +72,13 @@ def test_the_project_passes_its_own_checks_and_trains_on_your_table(churn):
 
 def test_every_option_lands_in_the_project(template, tmp_path):
     r = template_cli("new", tmp_path/"p", "--defaults", "--package", "fraud_v2", "--author", "Ada Lovelace", "--license", "MIT",
-                "--python", ">=3.11", "--description", "Card fraud scores", cwd=template, env={"PRODKIT_ROOT": str(template)})
+                "--python", ">=3.11", "--description", 'Card "fraud" scores', cwd=template, env={"PRODKIT_ROOT": str(template)})
     assert r.returncode == 0, r.stderr
     pp = (tmp_path/"p"/"pyproject.toml").read_text()
     assert 'name = "fraud_v2"' in pp and 'authors = [{name = "Ada Lovelace"}]' in pp and 'license = {text = "MIT"}' in pp
-    assert 'requires-python = ">=3.11"' in pp and 'description = "Card fraud scores"' in pp and 'fraud_v2 = "fraud_v2.cli.main:main"' in pp
-    assert (tmp_path/"p"/"README.md").read_text().startswith("# fraud_v2\n\nCard fraud scores")
+    assert 'requires-python = ">=3.11"' in pp and 'fraud_v2 = "fraud_v2.cli.main:main"' in pp
+    assert tomllib.loads(pp)["project"]["description"] == 'Card "fraud" scores'          # still TOML, the quotes escaped
+    assert (tmp_path/"p"/"README.md").read_text().startswith('# fraud_v2\n\nCard "fraud" scores')
     assert not (tmp_path/"p"/"datasets").exists()
 
 @pytest.mark.parametrize("args,msg", [(["--package", "Bad-Name"], "Python identifier"), (["--package", "json"], "already a module"),

@@ -90,9 +90,11 @@ def _own_parts(dst: Path, o: dict) -> None:
     from prodkit.research.columns import data_config
     pkg = o["package"]
     pp = dst/"pyproject.toml"; text = pp.read_text()
-    text = re.sub(r'(?m)^requires-python = .*$', f'requires-python = "{o["python"]}"', text)
-    text = re.sub(r'(?m)^license = .*$', f'license = {{text = "{o["license"]}"}}', text)
-    text = re.sub(r'(?m)^description = .*$', f'description = "{o["description"]}"\nauthors = [{{name = "{o["author"]}"}}]', text, count=1)
+    q = json.dumps                                                    # a TOML basic string: quotes and backslashes escaped
+    text = re.sub(r'(?m)^requires-python = .*$', lambda m: f'requires-python = {q(o["python"])}', text)
+    text = re.sub(r'(?m)^license = .*$', lambda m: f'license = {{text = {q(o["license"])}}}', text)
+    text = re.sub(r'(?m)^authors = .*\n', "", text)                   # a project made from a project: one authors line
+    text = re.sub(r'(?m)^description = .*$', lambda m: f'description = {q(o["description"])}\nauthors = [{{name = {q(o["author"])}}}]', text, count=1)
     pp.write_text(text)
     readme = dst/"README.md"
     body = readme.read_text().split("\n", 1)[1] if readme.exists() else ""
