@@ -9,10 +9,11 @@ ROOT = Path(__file__).resolve().parent.parent
 FEATURES = [f"f{i}" for i in range(4)]
 RECORD = {"f0": 0.1, "f1": 1.0, "f2": -0.5, "f3": 2.0}
 
-def make_registry(path: Path, n_versions: int = 2, promote: tuple = (1, 2)):
-    "A real registry with `n_versions` models; the versions in `promote` promoted in order"
+def make_registry(path: Path, n_versions: int = 2, promote: tuple = (1, 2), model: str | None = None):
+    "A real registry with `n_versions` versions of `model` (default: the default config's `registry.model`); `promote` promoted in order"
+    from prodkit.core.config import compose
     from prodkit.release.registry import ModelRegistry
-    reg = ModelRegistry(path)
+    reg = ModelRegistry(path, model or compose().registry.model)
     for i in range(n_versions): reg.register(tiny_onnx(seed=i))
     for v in promote: reg.promote(v)
     return reg
@@ -59,5 +60,6 @@ def thread_server(serve_cfg: dict):
     finally: server.should_exit = True; th.join(15)
 
 def serve_config(**kw) -> dict:
+    "The default serve config with `kw`; a `registry` of a test's own serves the one model it holds, as `--registry DIR` does"
     from prodkit.core.config import compose, to_dict
-    return {**to_dict(compose().serve), **kw}
+    return {**to_dict(compose().serve), **({"registry_model": None} if "registry" in kw else {}), **kw}

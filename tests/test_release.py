@@ -244,3 +244,24 @@ print("exported")
     assert r.stdout == "exported\n", r.stdout
     assert "torchvision" not in r.stderr and "LeafSpec" not in r.stderr and "✅" not in r.stderr
     assert "a real warning after the export" in r.stderr
+
+
+def test_two_tables_are_two_models_in_one_registry_and_release_picks_each_ones_latest_run(project, tmp_path):
+    "Issue 19: a penguins release never meets the synthetic model's production version; a bare release takes its own table's run"
+    reg_dir = tmp_path/"registry"
+    pen = run_job("train", project["base"] + ["experiment=penguins", "debug=tiny"], progress=False)   # trained after the synthetic run
+    assert pen.status == "succeeded", pen.exit_reason
+    for data in (["data=synthetic", "data.n_rows=600", "data.n_features=6"], ["experiment=penguins"]):
+        cfg = compose(overrides=project["base"] + data + [f"registry.path={reg_dir}", "export.dynamo=false", "export.speed.repeats=20",
+                                                         "gates.only=['parity_max_abs <= 1e-4']"])
+        trained = load_train_run(None, project["dir"]/"runs", cfg.registry.model)   # no run named: the latest of this model
+        assert trained.record.id == (pen.id if "experiment=penguins" in data else project["run"].id)
+        rep = release(cfg, trained, tmp_path/cfg.registry.model)
+        assert (rep["model"], rep["version"], rep["promoted"]) == (cfg.registry.model, 1, True)
+    assert ModelRegistry(reg_dir, "penguins").aliases() == {"candidate": 1, "production": 1}
+    assert ModelRegistry(reg_dir, "synthetic").get("production").run_id == project["run"].id
+    with pytest.raises(Exception, match="holds models penguins, synthetic: name one"): ModelRegistry(reg_dir)
+    from click.testing import CliRunner
+    from prodkit.cli.release import registry
+    out = CliRunner().invoke(registry, ["--registry", str(reg_dir), "models"]).output
+    assert [line.split() for line in out.splitlines()[1:]] == [["penguins", "1", "v1"], ["synthetic", "1", "v1"]]

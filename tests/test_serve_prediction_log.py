@@ -16,7 +16,8 @@ def registry_with_reference(path):
     from prodkit.release.registry import ModelRegistry
     rng = np.random.default_rng(0)
     ref = reference_from_frame(pd.DataFrame(rng.normal(size=(2000, 4)), columns=FEATS).assign(target=0), "target")
-    reg = ModelRegistry(path); reg.register(tiny_onnx(seed=0), reference_stats=ref); reg.promote(1)
+    from prodkit.core.config import compose
+    reg = ModelRegistry(path, compose().registry.model); reg.register(tiny_onnx(seed=0), reference_stats=ref); reg.promote(1)
     return reg
 
 def until(cond, timeout=20.0):

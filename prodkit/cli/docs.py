@@ -4,6 +4,7 @@
 
 # %% ../../nbs/cli/98_docs.ipynb #3218319a
 from __future__ import annotations
+import contextlib
 import importlib
 import re
 import shutil
@@ -107,7 +108,8 @@ def stage(force: bool = False, root: Path | None = None) -> Path:
     "nbs/ -> _proc/: nbdev's processing with `sphinx_cells`, plus docs/*.md and reference/config.md"
     from nbdev.serve import proc_nbs
     root = Path(root or project_root())
-    proc = Path(proc_nbs(str(root/"nbs"), n_workers=2, force=force))
+    with contextlib.chdir(root):                    # nbdev's workers read pyproject.toml from the working directory
+        proc = Path(proc_nbs(str(root/"nbs"), n_workers=2, force=force))
     for f in (root/"docs").glob("*.md"): shutil.copy2(f, proc/f.name)
     (proc/"reference").mkdir(exist_ok=True)
     ref = ["# Config reference", "", "Every key of the composed config, with its default, range and meaning: the schema's field",

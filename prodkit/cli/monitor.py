@@ -37,9 +37,10 @@ def _fail(msg: str):
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="a drift threshold, e.g. --set psi_warn=0.2 (keys and defaults: prodkit.core.schema.DriftConfig)")
 @click.option("--runs-dir", type=click.Path(file_okay=False), help=key_help("paths.runs_dir"))
 @click.option("--registry", type=click.Path(file_okay=False), help=key_help("registry.path"))
+@click.option("--model", "model", default=None, help="the model in the registry (default: registry.model, the data config's name; with --registry, the one it holds)")
 @click.option("--inputs", type=click.Path(dir_okay=False), help="the file a batch output scored, joined on its row column (default: the file its .summary.json names)")
 @click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON")
-def drift(reference, current, out, settings, runs_dir, registry, inputs, as_json):
+def drift(reference, current, out, settings, runs_dir, registry, model, inputs, as_json):
     """Compare CURRENT with REFERENCE; write an HTML report and JSON; exit 0 none, 1 warn, 2 alert, 3 error.
 
     REFERENCE: a registry version or alias, a train run id (prefix) or directory, a reference_stats.json,
@@ -50,7 +51,8 @@ def drift(reference, current, out, settings, runs_dir, registry, inputs, as_json
     try: cfg = compose(overrides=[f"drift.{s}" for s in settings])
     except ConfigError as e: _fail(f"bad drift setting: {e}")
     try:
-        result, (page, data) = check_drift(reference, current, cfg.drift, out, runs_dir or cfg.paths.runs_dir, registry or cfg.registry.path, inputs)
+        result, (page, data) = check_drift(reference, current, cfg.drift, out, runs_dir or cfg.paths.runs_dir, registry or cfg.registry.path, inputs,
+                                           model=model or (None if registry else cfg.registry.model))   # --registry DIR: the one it holds
     except (DriftError, OSError) as e: _fail(str(e))
     if as_json: click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:

@@ -16,11 +16,14 @@ from ..jobs.job import hydra_quoted
 from ..release.registry import ModelRegistry, RegistryError
 
 # %% auto #0
-__all__ = ['version_rows', 'registry', 'list_versions', 'show', 'promote', 'rollback', 'history', 'register', 'release']
+__all__ = ['version_rows', 'registry', 'models', 'list_versions', 'show', 'promote', 'rollback', 'history', 'register', 'release']
 
 # %% ../../nbs/cli/85_release.ipynb #2465a0a9
-def _registry(path: str | None, overrides=()) -> ModelRegistry:
-    return ModelRegistry(path) if path else ModelRegistry.from_config(compose(overrides=list(overrides)))
+def _registry(path: str | None, overrides=(), model: str | None = None) -> ModelRegistry:
+    "The model `model` (default `registry.model`; with `--registry DIR`, the one it holds) in the registry"
+    if path: return ModelRegistry(path, model)
+    cfg = compose(overrides=list(overrides))
+    return ModelRegistry(cfg.registry.path, model or cfg.registry.model)
 
 def _run_and_overrides(run: str | None, overrides) -> tuple[str | None, list[str]]:
     "RUN is optional and a run id never holds `=`: a first argument with one is an override, and RUN is the default"
@@ -44,21 +47,38 @@ def version_rows(reg: ModelRegistry) -> str:
 # %% ../../nbs/cli/85_release.ipynb #a7c9436c
 @click.group()
 @click.option("--registry", "path", default=None, help=key_help("registry.path"))
+@click.option("--model", default=None, help="the model (default: registry.model, the data config's name; with --registry, the one it holds)")
 @click.pass_context
-def registry(ctx, path):
+def registry(ctx, path, model):
     "Model versions, their aliases (candidate, production, previous) and the audit trail"
-    ctx.obj = dict(path=path)
+    ctx.obj = dict(path=path, model=model)
 
 def _reg(ctx) -> ModelRegistry:
-    try: return _registry(ctx.obj["path"])
+    try: return _registry(ctx.obj["path"], model=ctx.obj["model"])
     except (ConfigError, RegistryError) as e: _fail(str(e), 2)
+
+@registry.command()
+@click.pass_context
+def models(ctx):
+    "The models in the registry, each with its versions and where production points"
+    from prodkit.release.store import SqliteStore
+    path = Path(ctx.obj["path"] or compose().registry.path)
+    db = path/"registry.db"
+    names = SqliteStore(db).models() if db.is_file() else {}
+    if not names: click.echo(f"no models in {path} yet: `prodkit release` registers one"); return
+    rows = []
+    for m, n in names.items():
+        prod = ModelRegistry(path, m).aliases().get("production")
+        rows.append([m, n, f"v{prod}" if prod else "-"])
+    click.echo(text_table(["model", "versions", "production"], rows))
 
 @registry.command("list")
 @click.pass_context
 def list_versions(ctx):
     "Every version with its aliases, run, metrics and gates"
     reg = _reg(ctx)
-    click.echo(version_rows(reg) if reg.versions() else f"no versions in {reg.path} yet: `prodkit release` registers one")
+    click.echo(f"model {reg.model} in {reg.path}")
+    click.echo(version_rows(reg) if reg.versions() else f"no versions of {reg.model} in {reg.path} yet: `prodkit release` registers one")
 
 @registry.command()
 @click.argument("ref")
@@ -116,7 +136,7 @@ def register(ctx, run, overrides):
     run, overrides = _run_and_overrides(run, overrides)
     try:
         cfg = compose(overrides=list(overrides) + ([f"registry.path={ctx.obj['path']}"] if ctx.obj["path"] else []))
-        trained = load_train_run(run, cfg.paths.runs_dir)
+        trained = load_train_run(run, cfg.paths.runs_dir, cfg.registry.model)
     except (ConfigError, ReleaseError) as e: _fail(str(e), 2)
     with tempfile.TemporaryDirectory(prefix="prodkit-register-") as d:
         rep = release_run(cfg, trained, d, promote=False)
@@ -148,7 +168,7 @@ def release(run, overrides, no_promote, quiet):
     run, overrides = _run_and_overrides(run, overrides)
     try:
         cfg = compose(overrides=overrides)
-        rec = find_train_run(run, cfg.paths.runs_dir)
+        rec = find_train_run(run, cfg.paths.runs_dir, model=cfg.registry.model)
         ov = [f"job.params.run={hydra_quoted(rec.id)}", *overrides, *(["registry.promote=false"] if no_promote else [])]
         out = run_job("release", ov, force=True, progress=not quiet)
     except (ConfigError, ReleaseError) as e: _fail(str(e), 2)

@@ -18,12 +18,18 @@ def config_option(*flags: str, key: str, **kw):
     "A click option that sets config `key`; its help is the key's comment in the schema"
     return click.option(*flags, key.replace(".", "__"), help=key_help(key), **kw)
 
+def _names_model(overrides) -> bool:
+    "Do the overrides say which model (its data, experiment or name)?"
+    return any(o.lstrip("+~").split("=")[0] in ("data", "experiment", "registry.model") or "registry_model=" in o for o in overrides)
+
 def _compose(overrides, options: dict) -> DictConfig:
     "The project config with `overrides`, then the options given (`{serve__port: 8000}`; None: not given), ranges checked"
     try:
         cfg = compose(overrides=list(overrides))
         for name, v in options.items():
             if v is not None: OmegaConf.update(cfg, name.replace("__", "."), v)
+            if name.endswith("__registry") and v is not None and not _names_model(overrides):   # `--registry DIR`: the model it holds
+                OmegaConf.update(cfg, name.replace("__registry", ".registry_model"), None)
         check_ranges(cfg)
         return cfg
     except ConfigError as e: raise click.UsageError(str(e)) from None
@@ -47,7 +53,7 @@ def infer(input, output, overrides, quiet, **options):
     from prodkit.serving.infer import InferenceError
     c = _compose(overrides, options).infer
     try:
-        m = open_model(c.model, c.registry)
+        m = open_model(c.model, c.registry, c.registry_model)
         s = batch_infer(m, Path(input).resolve(), Path(output).resolve(), c.chunk_size, c.range_margin, c.max_bad_share, c.shard, c.shards,
                         progress=not quiet and c.progress)
     except (BatchError, InferenceError) as e:
@@ -97,8 +103,8 @@ def explain(ref, input, overrides, output, rows, **options):
     from prodkit.serving.infer import InferenceError, InputError
     c = _compose(overrides, options).infer
     try:
-        m = open_model(ref, c.registry)
-        reference = ModelRegistry(c.registry).get(ref).reference_stats
+        m = open_model(ref, c.registry, c.registry_model)
+        reference = ModelRegistry(c.registry, c.registry_model).get(ref).reference_stats
         ex = explain_rows(m, read_table(input), reference)
         if output:
             w = TableWriter(Path(output).resolve()); w.write(ex); w.commit()

@@ -166,7 +166,8 @@ GATE_METRICS = {   # every metric a gate may name, and what the release measures
     "latency_ms_p50": "one-row ONNX latency, median, one thread, after warm-up",
     "latency_ms_p95": "one-row ONNX latency, 95th percentile",
     "onnx_mb": "size of the ONNX file, MB",
-    "leakage_rows": "test rows identical to a training row",
+    "leakage_rows": "test rows copied from training: their feature values are exactly one training row's",
+    "duplicate_rows": "test rows that are an exact copy (features and label) of a training row, e.g. repeated category combinations",
 }
 RENAMED = {"model_mb": "onnx_mb"}   # old metric names, refused with the new one
 GATE_OPS = (">=", "<=", ">", "<", "==")
@@ -192,16 +193,18 @@ def check_names(cfg: DictConfig) -> None:
         v = OmegaConf.select(cfg, key, default=None)
         if v is not None and v not in known: raise ConfigError(f"{key}={v!r} is unknown; known: {', '.join(known)}")
 
-def _named_rules(cfg: DictConfig) -> list[tuple[str, str]]:
-    "(where, rule) of every rule that is on: `gates.only` when set, else the named `gates.rules` that are not null"
+def _named_rules(cfg: DictConfig, data: DictConfig | None = None) -> list[tuple[str, str]]:
+    "(where, rule) of every rule that is on: `gates.only` when set, else the named `gates.rules` with the data's `data.gates` over them"
     only = OmegaConf.select(cfg, "gates.only", default=None)
     if only is not None: return [(f"gates.only[{i}]", r) for i, r in enumerate(only)]
-    rules = OmegaConf.select(cfg, "gates.rules", default=None) or {}
-    return [(f"gates.rules.{k}", r) for k, r in rules.items() if r is not None]
+    named = {k: (f"gates.rules.{k}", r) for k, r in (OmegaConf.select(cfg, "gates.rules", default=None) or {}).items()}
+    own = OmegaConf.select(data if data is not None else cfg, "gates" if data is not None else "data.gates", default=None) or {}
+    named |= {k: (f"data.gates.{k}", r) for k, r in own.items()}      # the table's own choices: `conf/data/<name>.yaml`
+    return [(where, r) for where, r in named.values() if r is not None]
 
-def gate_rules(cfg: DictConfig) -> list[str]:
-    "The rules a release checks, in order: `gates.only` when set, else the named rules that are on"
-    return [r for _, r in _named_rules(cfg)]
+def gate_rules(cfg: DictConfig, data: DictConfig | None = None) -> list[str]:
+    "The rules a release checks, in order: `gates.only` when set, else the named rules that are on, `data.gates` (of `data`, default `cfg.data`) over them"
+    return [r for _, r in _named_rules(cfg, data)]
 
 def check_gates(cfg: DictConfig) -> None:
     "Parse every `gates.rules` entry (a `ConfigError` names the bad one)"

@@ -104,6 +104,8 @@ class DataConfig:
     generator_seed: int = ranged(0, "[0, 4294967295]")  # synthetic: seed of the generator (not the training seed)
     feedback: str | None = None         # a feedback dataset (production rows with late labels) trained on alongside `path`
     max_categories: int = ranged(50, "[1, inf)")  # per categorical column: the most frequent training values kept; rarer ones share the out-of-vocabulary bucket
+    gates: dict[str, Optional[str]] = field(default_factory=dict)  # this table's own gate rules over `gates.rules`: name -> rule, or null to turn one off
+    max_classes: int = ranged(100, "[2, inf)")  # a classification label with more distinct values is refused (a number to predict? `task: regression`)
     impute: Impute = Impute.median      # a missing number becomes the training median or mean (inside the model)
 
 # %% ../../nbs/core/00_schema.ipynb #b7ca2195
@@ -225,6 +227,7 @@ class GatesConfig:
 @dataclass
 class RegistryConfig:
     path: str = MISSING        # directory holding registry.db and blobs/ (relative: from paths.root)
+    model: str = "${data.name}"  # the model's name: its own versions and aliases in the registry (default: the data config's name)
     promote: bool = True       # the release job promotes a version that passes its gates
 
 # %% ../../nbs/core/00_schema.ipynb #2f9aa3ec
@@ -259,6 +262,7 @@ class PredictionLogConfig:
 @dataclass
 class ServeConfig:
     registry: str = MISSING       # the model registry directory (registry.db + blobs/)
+    registry_model: Optional[str] = None  # the model in the registry (conf/serve: `registry.model`); None: the one it holds
     model_name: str = "prodkit"   # the name in the Open Inference Protocol routes: /v2/models/<name>
     ref: str = "production"       # the registry alias (or version) to serve
     fallback_ref: Optional[str] = "previous"  # served when `ref` cannot load or fails its hash check; None: no fallback model
@@ -286,6 +290,7 @@ class InferConfig:
     output: Optional[str] = None  # predictions: .csv or .parquet (relative: from the project root)
     model: str = "production"     # a registry alias or version, or a path to an .onnx file
     registry: str = MISSING       # the model registry directory
+    registry_model: Optional[str] = None  # the model in the registry (conf/infer: `registry.model`); None: the one it holds
     chunk_size: int = ranged(65536, "[1, inf)")  # rows per chunk: bounds memory
     range_margin: Optional[float] = ranged(0.5, "[0, inf)")  # allowed distance outside the training range, as a share of its width; None: off
     max_bad_share: float = ranged(0.01, "[0, 1]")  # the run fails if more than this share of rows is invalid

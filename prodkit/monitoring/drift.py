@@ -21,8 +21,8 @@ from ..research.split import column_stats
 # %% auto #0
 __all__ = ['LEVELS', 'OUTPUT_COLUMNS', 'PREDICTION_COLUMNS', 'DriftError', 'bin_counts', 'proportions', 'psi', 'chi_square',
            'js_distance', 'ks_statistic', 'ks_test', 'normalized_wasserstein', 'FeatureDrift', 'judge',
-           'compare_numeric', 'compare_counts', 'compare_categorical', 'is_output_column', 'output_stats',
-           'compare_outputs', 'DriftResult', 'compare', 'reference_from_frame']
+           'compare_numeric', 'compare_counts', 'compare_categorical', 'is_output_column', 'compare_outputs',
+           'DriftResult', 'compare', 'reference_from_frame']
 
 # %% ../../nbs/monitoring/40_drift.ipynb #40287f5a
 class DriftError(ValueError):
@@ -194,14 +194,6 @@ PREDICTION_COLUMNS = ("prediction", "label")   # where a batch output or a log k
 def is_output_column(c: str) -> bool:
     "True for the columns inference adds (prediction, confidence, proba_<label>, model_version, ...)"
     return c in OUTPUT_COLUMNS or str(c).startswith("proba_")
-
-def output_stats(proba: np.ndarray, labels: list[str] | None = None, regression: bool = False) -> dict:
-    "Reference statistics of a model's outputs: predicted class counts (by class name: `labels`, else the index) and the confidence distribution; regression: the predicted values' distribution"
-    proba = np.asarray(proba, dtype="float64")
-    if regression: return dict(prediction=column_stats(pd.Series(proba.reshape(-1))))
-    names = np.asarray(labels if labels is not None else [str(k) for k in range(proba.shape[1])], dtype=object)
-    return dict(prediction=column_stats(pd.Series(names[proba.argmax(axis=1)])),
-                confidence=column_stats(pd.Series(proba.max(axis=1))))
 
 def compare_outputs(reference: dict, current: pd.DataFrame, cfg: DriftConfig) -> list[FeatureDrift]:
     "Drift of the predicted class shares and of the confidence, where the current data has them"

@@ -81,13 +81,13 @@ def _from_run_dir(d: Path) -> tuple[dict, dict]:
     return json.loads(f.read_text()), dict(run=rec.get("id", d.name), job=rec.get("job"), run_dir=str(d))
 
 # %% ../../nbs/monitoring/45_monitor.ipynb #2223859a
-def _from_registry(ref: str, registry_dir) -> tuple[dict, dict]:
+def _from_registry(ref: str, registry_dir, model: str | None = None) -> tuple[dict, dict]:
     if registry_dir is None or not (Path(registry_dir)/"registry.db").is_file():
         raise DriftError(f"no model registry at {registry_dir} (registry.path)")
-    try: mv = ModelRegistry(registry_dir).get(ref)
+    try: mv = ModelRegistry(registry_dir, model).get(ref)
     except RegistryError as e: raise DriftError(str(e)) from None
     if not mv.reference_stats: raise DriftError(f"registry version {mv.name} stores no reference statistics")
-    meta = dict(registry=str(registry_dir), version=mv.name, alias=ref if ref.lstrip("vV") != str(mv.version) else None, run=mv.run_id)
+    meta = dict(registry=str(registry_dir), model=mv.model, version=mv.name, alias=ref if ref.lstrip("vV") != str(mv.version) else None, run=mv.run_id)
     return mv.reference_stats, {k: v for k, v in meta.items() if v is not None}
 
 # %% ../../nbs/monitoring/45_monitor.ipynb #f7842aa8
@@ -96,6 +96,7 @@ def load_reference(
     runs_dir: str | Path | None = None,        # where runs live (default: paths.runs_dir)
     registry_dir: str | Path | None = None,    # the model registry (default: the registry's own default)
     target: str | None = "target",             # the label column when the reference is a data file
+    model: str | None = None,                  # the model in the registry (`registry.model`); None: the one it holds
 ) -> tuple[dict, dict]:
     "Reference statistics and a description of where they came from"
     kind, _, name = ref.partition(":") if ref.split(":", 1)[0] in ("run", "registry", "file") else ("", "", ref)
@@ -111,7 +112,7 @@ def load_reference(
         if len(hits) > 1: raise DriftError(f"{name!r} matches {len(hits)} runs ({', '.join(h.name for h in hits[:5])}): give more of the id")
         if hits: return _from_run_dir(hits[0])
         if kind == "run": raise DriftError(f"no run {name!r} under {runs_dir}")
-    try: return _from_registry(name, registry_dir)
+    try: return _from_registry(name, registry_dir, model)
     except DriftError as e:
         if kind == "registry": raise
         raise DriftError(f"reference {ref!r} is not a file, not a run under {runs_dir}, nor a registry version: {e}") from None
@@ -125,9 +126,10 @@ def check_drift(
     runs_dir: str | Path | None = None,
     registry_dir: str | Path | None = None,
     inputs: str | Path | None = None,          # the input file a batch output without input columns scored
+    model: str | None = None,                  # the model in the registry (`registry.model`); None: the one it holds
 ) -> tuple[DriftResult, tuple[Path, Path] | None]:
     "Compare `current` with `reference`; write the report if `out_dir`; return the result and the report's paths"
-    ref, ref_meta = (reference, {}) if isinstance(reference, dict) else load_reference(reference, runs_dir, registry_dir)
+    ref, ref_meta = (reference, {}) if isinstance(reference, dict) else load_reference(reference, runs_dir, registry_dir, model=model)
     frame, cur_meta = (current, dict(kind="frame")) if isinstance(current, pd.DataFrame) else load_current(current, inputs)
     ref = without_columns(ref, cur_meta.get("pii_left_out", []))
     if "features" in cur_meta:   # a prediction log: the columns the model does not take (`data.exclude`) were never logged

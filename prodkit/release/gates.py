@@ -13,7 +13,8 @@ from ..core.config import parse_gate
 from ..core.text import text_table
 
 # %% auto #0
-__all__ = ['evaluate_gate', 'evaluate_gates', 'gates_passed', 'gate_failures', 'gate_table', 'format_gate_table', 'leakage_rows']
+__all__ = ['evaluate_gate', 'evaluate_gates', 'gates_passed', 'gate_failures', 'gate_table', 'format_gate_table',
+           'leakage_report', 'leakage_rows']
 
 # %% ../../nbs/release/31_gates.ipynb #841a1e48
 def _holds(value: float, op: str, threshold: float) -> bool:
@@ -71,8 +72,17 @@ def format_gate_table(results: list[dict]) -> str:
                       [[r["gate"], r["value"], r["threshold"], "pass" if r["passed"] else "FAIL", r["margin"]] for r in results])
 
 # %% ../../nbs/release/31_gates.ipynb #966ac4b6
-def leakage_rows(train: pd.DataFrame, test: pd.DataFrame, features: list[str]) -> int:
-    "How many test rows have exactly the feature values of some training row"
+def _row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     as_hashed = lambda c: c.astype("float64") if pd.api.types.is_numeric_dtype(c) else c.astype(object).where(c.notna(), None).astype(str)
-    h = lambda f: pd.util.hash_pandas_object(f[features].apply(as_hashed), index=False).to_numpy()   # 1 and 1.0 hash alike
-    return int(np.isin(h(test), h(train)).sum())
+    return pd.util.hash_pandas_object(frame[columns].apply(as_hashed), index=False).to_numpy()   # 1 and 1.0 hash alike
+
+def leakage_report(train: pd.DataFrame, test: pd.DataFrame, features: list[str], target: str | None = None) -> dict:
+    "`leakage_rows`: test rows whose feature values are one training row's (copied); `duplicate_rows`: exact copies, label too"
+    h_test, counts = _row_hashes(test, features), pd.Series(_row_hashes(train, features)).value_counts()
+    once = counts.reindex(h_test).fillna(0).to_numpy() == 1        # many training rows alike: a common combination, not a copy
+    full = features + ([target] if target and target in test and target in train else [])
+    return dict(leakage_rows=int(once.sum()), duplicate_rows=int(np.isin(_row_hashes(test, full), _row_hashes(train, full)).sum()))
+
+def leakage_rows(train: pd.DataFrame, test: pd.DataFrame, features: list[str]) -> int:
+    "How many test rows have the feature values of exactly one training row"
+    return leakage_report(train, test, features)["leakage_rows"]

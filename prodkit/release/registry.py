@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastcore.basics import patch
 
-from .store import BlobStore, DirectoryBlobStore, MetadataStore, ModelIntegrityError, RegistryError, SqliteStore  # noqa: F401 (ModelIntegrityError: callers catch it from here)
+from .store import DEFAULT_MODEL, BlobStore, DirectoryBlobStore, MetadataStore, ModelIntegrityError, RegistryError, SqliteStore  # noqa: F401 (ModelIntegrityError: callers catch it from here)
 from ..core.provenance import utc_now
 
 # %% auto #0
@@ -23,6 +23,7 @@ class ModelVersion:
     "One registered model: its files' hashes, lineage, evaluation and release checks"
     version: int
     onnx_sha256: str
+    model: str = "default"                 # the model's name in the registry (`registry.model`)
     torch_sha256: str | None = None
     run_id: str | None = None              # the training run the weights come from
     data_version: str | None = None        # sha256 of the training data file
@@ -75,21 +76,32 @@ class ModelRegistry:
     "Model versions, aliases and their audit trail: by default `registry.db` and `blobs/<sha256>` in a directory"
     def __init__(self,
         path: str | Path,                    # the registry's directory (with custom stores: only its name in messages)
-        store: MetadataStore | None = None,  # default: `SqliteStore(path/"registry.db")`
-        blobs: BlobStore | None = None,      # default: `DirectoryBlobStore(path/"blobs")`
+        model: str | None = None,            # the model's name (`registry.model`); None: the one model the registry holds
+        store: MetadataStore | None = None,  # default: `SqliteStore(path/"registry.db", model)`
+        blobs: BlobStore | None = None,      # default: `DirectoryBlobStore(path/"blobs")`, shared by every model
     ):
         self.path = Path(path)
-        self.store = store if store is not None else SqliteStore(self.path/"registry.db")
+        if store is None:
+            store = SqliteStore(self.path/"registry.db", model or DEFAULT_MODEL)
+            if model is None and (names := list(store.models())):
+                if len(names) > 1: raise RegistryError(f"{self.path} holds models {', '.join(names)}: name one (registry.model=NAME, or --model NAME)")
+                store = SqliteStore(self.path/"registry.db", names[0])
+        self.model = getattr(store, "model", model or DEFAULT_MODEL)
+        self.store = store
         self.blobs = blobs if blobs is not None else DirectoryBlobStore(self.path/"blobs")
         for arg, obj, proto in (("store", self.store, MetadataStore), ("blobs", self.blobs, BlobStore)):
             if miss := _missing(obj, proto): raise RegistryError(f"{arg}={type(obj).__name__}(...) is not a {proto.__name__}: it has no {', '.join(miss)}")
 
     @classmethod
     def from_config(cls, cfg) -> ModelRegistry:
-        "The registry at `cfg.registry.path`"
-        return cls(cfg.registry.path)
+        "The model `cfg.registry.model` (by default the data config's name) in the registry at `cfg.registry.path`"
+        return cls(cfg.registry.path, cfg.registry.model)
 
-    def __repr__(self) -> str: return f"ModelRegistry({str(self.path)!r})"
+    def __repr__(self) -> str: return f"ModelRegistry({str(self.path)!r}, model={self.model!r})"
+
+    def models(self) -> dict[str, int]:
+        "Every model in this registry, with its number of versions"
+        return self.store.models() if hasattr(self.store, "models") else {self.model: len(self.store.records())}
 
     def aliases(self) -> dict[str, int]:
         "Alias -> version number (one small query: cheap to poll)"
@@ -112,14 +124,14 @@ def _number(self: ModelRegistry, ref: int | str) -> int:
     aliases = self.aliases()
     if s in aliases: return aliases[s]
     known = ", ".join(f"{k}=v{v}" for k, v in aliases.items()) or "none yet"
-    raise RegistryError(f"no version or alias {ref!r} in {self.path} (aliases: {known})")
+    raise RegistryError(f"no version or alias {ref!r} of model {self.model!r} in {self.path} (aliases: {known})")
 
 @patch
 def get(self: ModelRegistry, ref: int | str) -> ModelVersion:
     "A version by number (`3`, `'v3'`) or alias (`'production'`)"
     n = self._number(ref)
     rec = self.store.record(n)
-    if rec is None: raise RegistryError(f"no version v{n} in {self.path} (versions: {', '.join(v.name for v in self.versions()) or 'none yet'})")
+    if rec is None: raise RegistryError(f"no version v{n} of model {self.model!r} in {self.path} (versions: {', '.join(v.name for v in self.versions()) or 'none yet'})")
     return ModelVersion.from_dict(rec)
 
 # %% ../../nbs/release/33_registry.ipynb #bfff1401
@@ -204,7 +216,7 @@ def _promote(self, ref: int | str, force: bool = False, reason: str | None = Non
 def _rollback(self, reason: str | None = None, who: str | None = None) -> list[tuple[str, int]]:
     "Restore `previous` to `production` in one step (the rolled-back version becomes `previous`)"
     def plan(a: dict) -> list:
-        if "previous" not in a: raise RegistryError(f"nothing to roll back to: {self.path} has no `previous` version (aliases: {a or 'none'})")
+        if "previous" not in a: raise RegistryError(f"nothing to roll back to: model {self.model!r} in {self.path} has no `previous` version (aliases: {a or 'none'})")
         return [("production", a["previous"]), ("previous", a.get("production"))]
     return self.store.move_aliases(plan, who or default_user(), "rollback", reason)
 

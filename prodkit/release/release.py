@@ -15,9 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.config import gate_rules
 from ..research.data import load_dataset
-from ..research.split import Split, split_dataset
+from ..research.split import Split, output_stats, split_dataset
 from ..research.evaluate import classification_metrics, regression_metrics
-from .gates import evaluate_gates, gate_failures, gates_passed, leakage_rows
+from .gates import evaluate_gates, gate_failures, gates_passed, leakage_report
 from ..research.model import Classifier, load_model, true_labels, weights_sha256
 from .onnx import export_onnx, onnx_metadata, onnx_predict, ort_session, parity_report, parity_rows, speed_table
 from .registry import ModelRegistry, ModelVersion
@@ -25,8 +25,8 @@ from ..jobs.runs import RunNotFound, RunRecord, find_run, list_runs
 from ..core.atomic import write_atomic, write_json
 
 # %% auto #0
-__all__ = ['ReleaseError', 'TrainedRun', 'find_train_run', 'load_train_run', 'holdout_arrays', 'onnx_metrics',
-           'production_metrics', 'release']
+__all__ = ['ReleaseError', 'TrainedRun', 'run_model', 'find_train_run', 'load_train_run', 'holdout_arrays', 'onnx_metrics',
+           'production_metrics', 'onnx_reference_stats', 'release']
 
 # %% ../../nbs/release/34_release.ipynb #7c2ba016
 class ReleaseError(RuntimeError):
@@ -44,12 +44,25 @@ class TrainedRun:
     @property
     def path(self) -> Path: return Path(self.record.run_dir)
 
-def find_train_run(ref: str | None, runs_dir: str | Path, job: str = "train") -> RunRecord:
-    "The run `ref` (id, prefix or directory), or the latest succeeded `job` run; refused unless it succeeded"
+def run_model(rec: RunRecord) -> str | None:
+    "The registry model a run trained (`registry.model` of its config.yaml, else its data's name)"
+    f = Path(rec.run_dir)/"config.yaml"
+    if not f.is_file(): return None
+    cfg = OmegaConf.load(f)
+    return OmegaConf.select(cfg, "registry.model", default=None) or OmegaConf.select(cfg, "data.name", default=None)
+
+def find_train_run(ref: str | None, runs_dir: str | Path, job: str = "train", model: str | None = None) -> RunRecord:
+    "The run `ref` (id, prefix or directory), or the latest succeeded `job` run (of `model`, if given); refused unless it succeeded"
     if ref is None:
         done = list_runs(runs_dir, job, "succeeded")
         if not done: raise ReleaseError(f"no succeeded {job} run under {runs_dir}: run `prodkit run {job}` first")
-        return done[-1]
+        if model is None: return done[-1]
+        mine = [r for r in done if run_model(r) == model]
+        if not mine:
+            others = sorted({m for r in done if (m := run_model(r))})
+            raise ReleaseError(f"no succeeded {job} run of model {model!r} under {runs_dir} (there are runs of {', '.join(others) or 'no named model'}): "
+                               f"train it first, or name a run")
+        return mine[-1]
     try: rec = find_run(str(ref), runs_dir)
     except RunNotFound as e: raise ReleaseError(f"cannot release: {e}") from None
     if rec.status != "succeeded":
@@ -59,9 +72,9 @@ def find_train_run(ref: str | None, runs_dir: str | Path, job: str = "train") ->
     return rec
 
 # %% ../../nbs/release/34_release.ipynb #d78dbcf2
-def load_train_run(ref: str | None, runs_dir: str | Path) -> TrainedRun:
-    "Find a succeeded training run and rebuild its config, data split and model, each checked against the record"
-    rec = find_train_run(ref, runs_dir)
+def load_train_run(ref: str | None, runs_dir: str | Path, model: str | None = None) -> TrainedRun:
+    "Find a succeeded training run (by default the latest of `model`) and rebuild its config, data split and model, each checked"
+    rec = find_train_run(ref, runs_dir, model=model)
     d = Path(rec.run_dir)
     cfg = OmegaConf.load(d/"config.yaml")
     for path, sha in rec.data.items():
@@ -116,7 +129,7 @@ def _measure(cfg: DictConfig, trained: TrainedRun, onnx_bytes: bytes, facts: dic
     one = next(r for r in speed if r["engine"] == "onnxruntime" and r["threads"] == 1 and r["batch"] == 1)
     feats = list(trained.model.inputs.features)
     measured = dict(onnx_metrics(onnx_bytes, x, y), parity_max_abs=parity["max_abs"], latency_ms_p50=one["p50_ms"], latency_ms_p95=one["p95_ms"],
-                    onnx_mb=facts["mb"], leakage_rows=leakage_rows(trained.split.train, trained.split.test, feats))
+                    onnx_mb=facts["mb"], **leakage_report(trained.split.train, trained.split.test, feats, trained.split.inputs.target))
     return measured, parity, speed
 
 # %% ../../nbs/release/34_release.ipynb #5fce93b1
@@ -132,15 +145,21 @@ def _explanations(run_dir: Path) -> dict:
     f = run_dir/"importance.json"
     return {"importance": json.loads(f.read_text())} if f.is_file() else {}
 
+def onnx_reference_stats(trained: TrainedRun, onnx_bytes: bytes, x) -> dict:
+    "The run's reference statistics, its outputs' distribution as the released ONNX model gives it on the test rows"
+    out, inputs = onnx_predict(ort_session(onnx_bytes), x), trained.model.inputs
+    values = out["prediction"] if "prediction" in out else out["probabilities"]
+    return dict(trained.reference_stats, outputs=output_stats(values, inputs.class_names, inputs.regression), outputs_from="onnx")
+
 def _register_once(reg: ModelRegistry, trained: TrainedRun, onnx_bytes: bytes, sha: str, measured: dict, gates: list,
-                   parity: dict, facts: dict, speed: list, links: dict, baseline: int | None) -> tuple[ModelVersion, bool]:
+                   parity: dict, facts: dict, speed: list, links: dict, baseline: int | None, reference_stats: dict) -> tuple[ModelVersion, bool]:
     "(the version, True if released before): the same file, run and gate verdicts, still valid against this production, reuse it"
     rec = trained.record
     verdict = lambda gs: [(g["gate"], g["passed"]) for g in gs]
     same = [v for v in reg.versions() if v.onnx_sha256 == sha and v.run_id == rec.id and verdict(v.gates) == verdict(gates)
             and (not v.relative_gates or baseline in (v.baseline, v.version))]  # released before, still valid: reuse
     v = same[-1] if same else reg.register(onnx_bytes, trained.path/"model.pt", metrics=measured, gates=gates, parity=parity,
-                                           reference_stats=trained.reference_stats, provenance=_provenance(rec),
+                                           reference_stats=reference_stats, provenance=_provenance(rec),
                                            export=dict(facts, speed=speed), links=links, baseline=baseline,
                                            explanations=_explanations(trained.path))
     return v, bool(same)
@@ -150,13 +169,14 @@ def release(
     cfg: DictConfig,                   # a config with `export`, `gates` and `registry` groups
     trained: TrainedRun,               # from `load_train_run`
     out_dir: str | Path,               # model.onnx and release.json go here (the release run's directory)
-    registry: ModelRegistry | None = None,  # default: `ModelRegistry.from_config(cfg)`
+    registry: ModelRegistry | None = None,  # default: the model the run trained (`run_model`) in the registry at `registry.path`
     tracker=None,                      # a `prodkit.research.tracking.Tracker`: the ONNX file is logged as a model artifact
     links: dict | None = None,         # recorded with the version, e.g. {"release_run_id": ...}
     promote: bool | None = None,       # promote when every gate passes; default `cfg.registry.promote`
 ) -> dict:
     "Export, check parity, measure, gate, register and (if the gates pass) promote; returns the release report"
-    out, reg, rec = Path(out_dir), registry or ModelRegistry.from_config(cfg), trained.record
+    out, rec = Path(out_dir), trained.record
+    reg = registry or ModelRegistry(cfg.registry.path, run_model(rec) or cfg.registry.model)   # a penguins run is model `penguins`
     meta = onnx_metadata(trained.model, trained.reference_stats, rec.id, trained.split.data_version, rec.metrics.get("weights_sha256") or weights_sha256(trained.model))
     onnx_bytes, facts = export_onnx(trained.model, cfg.export, meta)
     write_atomic(out/"model.onnx", onnx_bytes)
@@ -164,8 +184,8 @@ def release(
     measured, parity, speed = _measure(cfg, trained, onnx_bytes, facts, x, y)
     prod_version, prod = production_metrics(reg, trained, x, y)
     prod_name = f"production (v{prod_version})" if prod_version is not None else None
-    gates = evaluate_gates(gate_rules(cfg), measured, prod, prod_name or "production")
-    report = dict(run_id=rec.id, export=facts, parity=parity, speed=speed, measured=measured,
+    gates = evaluate_gates(gate_rules(cfg, trained.cfg.data), measured, prod, prod_name or "production")   # the run's table's own gates
+    report = dict(run_id=rec.id, model=reg.model, export=facts, parity=parity, speed=speed, measured=measured,
                   production=dict(name=prod_name, version=prod_version, metrics=prod),
                   gates=gates, gates_passed=gates_passed(gates), version=None, promoted=False, refused=None)
     if not parity["passed"]:
@@ -174,7 +194,8 @@ def release(
         return report
     links, sha = dict(links or {}, train_run_id=rec.id, train_run_dir=rec.run_dir), hashlib.sha256(onnx_bytes).hexdigest()
     links |= _log_onnx_artifact(tracker, trained, out/"model.onnx", dict(meta, onnx_sha256=sha, measured=measured, gates_passed=report["gates_passed"]))
-    v, same = _register_once(reg, trained, onnx_bytes, sha, measured, gates, parity, facts, speed, links, prod_version)
+    v, same = _register_once(reg, trained, onnx_bytes, sha, measured, gates, parity, facts, speed, links, prod_version,
+                             onnx_reference_stats(trained, onnx_bytes, x))   # drift compares served outputs with ONNX's, not torch's
     report |= dict(version=v.version, already_registered=same, links=links)
     if (cfg.registry.promote if promote is None else promote) and report["gates_passed"]:
         moves = reg.promote(v.version, reason=f"release of run {rec.id}: all {len(gates)} gates passed")

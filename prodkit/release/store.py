@@ -17,7 +17,7 @@ from ..core.atomic import write_atomic
 from ..core.provenance import utc_now
 
 # %% auto #0
-__all__ = ['AliasPlan', 'RegistryError', 'ModelIntegrityError', 'MetadataStore', 'BlobStore', 'sha256_bytes',
+__all__ = ['AliasPlan', 'DEFAULT_MODEL', 'RegistryError', 'ModelIntegrityError', 'MetadataStore', 'BlobStore', 'sha256_bytes',
            'DirectoryBlobStore', 'SqliteStore']
 
 # %% ../../nbs/release/32_store.ipynb #aee6c1e0
@@ -89,22 +89,42 @@ class DirectoryBlobStore:
 
 # %% ../../nbs/release/32_store.ipynb #bc45e5c4
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS versions (version INTEGER PRIMARY KEY, onnx_sha256 TEXT NOT NULL, torch_sha256 TEXT,
-    run_id TEXT, data_version TEXT, created TEXT NOT NULL, created_by TEXT NOT NULL, record TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS aliases (name TEXT PRIMARY KEY, version INTEGER NOT NULL REFERENCES versions(version));
-CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL,
-    alias TEXT NOT NULL, from_version INTEGER, to_version INTEGER, reason TEXT);
+CREATE TABLE IF NOT EXISTS versions (model TEXT NOT NULL, version INTEGER NOT NULL, onnx_sha256 TEXT NOT NULL, torch_sha256 TEXT,
+    run_id TEXT, data_version TEXT, created TEXT NOT NULL, created_by TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (model, version));
+CREATE TABLE IF NOT EXISTS aliases (model TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (model, name),
+    FOREIGN KEY (model, version) REFERENCES versions(model, version));
+CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, at TEXT NOT NULL, who TEXT NOT NULL,
+    action TEXT NOT NULL, alias TEXT NOT NULL, from_version INTEGER, to_version INTEGER, reason TEXT);
+"""
+DEFAULT_MODEL = "default"     # the model of a registry made before models had names
+
+# A registry made before models had names (one model per file): its rows get the data name in their records.
+_MIGRATE = """
+ALTER TABLE versions RENAME TO versions_v1; ALTER TABLE aliases RENAME TO aliases_v1; ALTER TABLE audit RENAME TO audit_v1;
+{schema}
+INSERT INTO versions SELECT COALESCE(json_extract(record, '$.provenance.data.name'), '{default}'), version, onnx_sha256, torch_sha256,
+    run_id, data_version, created, created_by, json_set(record, '$.model', COALESCE(json_extract(record, '$.provenance.data.name'), '{default}'))
+    FROM versions_v1;
+INSERT INTO aliases SELECT v.model, a.name, a.version FROM aliases_v1 a JOIN versions v ON v.version = a.version;
+INSERT INTO audit SELECT a.id, COALESCE(v.model, '{default}'), a.at, a.who, a.action, a.alias, a.from_version, a.to_version, a.reason
+    FROM audit_v1 a LEFT JOIN versions v ON v.version = COALESCE(a.to_version, a.from_version);
+DROP TABLE aliases_v1; DROP TABLE versions_v1; DROP TABLE audit_v1;
 """
 
 # %% ../../nbs/release/32_store.ipynb #1b4d73e1
 class SqliteStore:
-    "Versions, aliases and the audit trail in one SQLite file (WAL, one transaction per change)"
-    def __init__(self, path: str | Path, timeout: float = 30.0):
-        self.path, self.timeout = Path(path), timeout
+    "One model's versions, aliases and audit trail, in a SQLite file that may hold several models (WAL, one transaction per change)"
+    def __init__(self, path: str | Path, model: str = DEFAULT_MODEL, timeout: float = 30.0):
+        self.path, self.model, self.timeout = Path(path), model, timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(50):     # first use by several processes at once: WAL switch and schema may meet a lock
             try:
-                with self._connect() as c: c.execute("PRAGMA journal_mode=WAL"); c.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+                with self._connect() as c:
+                    c.execute("PRAGMA journal_mode=WAL"); c.execute("BEGIN IMMEDIATE")
+                    cols = [r[1] for r in c.execute("PRAGMA table_info(versions)")]
+                    script = _MIGRATE.format(schema=_SCHEMA, default=DEFAULT_MODEL) if cols and "model" not in cols else _SCHEMA
+                    for stmt in filter(str.strip, script.split(";")): c.execute(stmt)   # (executescript would commit first)
+                    c.execute("COMMIT")
                 break
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) or attempt == 49: raise RegistryError(f"cannot open registry database {self.path}: {e}") from None
@@ -128,47 +148,51 @@ class SqliteStore:
 
     def aliases(self, c=None) -> dict[str, int]:
         "Alias name -> version"
-        if c is not None: return dict(c.execute("SELECT name, version FROM aliases ORDER BY name"))
+        if c is not None: return dict(c.execute("SELECT name, version FROM aliases WHERE model = ? ORDER BY name", (self.model,)))
         with self._connect() as c: return self.aliases(c)
 
 # %% ../../nbs/release/32_store.ipynb #24fe1701
 def _add_version(self, record: dict, who: str, alias: str = "candidate") -> int:
     "Store `record` as the next version and point `alias` at it; returns the version number"
     with self.transaction() as c:
-        n = c.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM versions").fetchone()[0]
-        rec = {**record, "version": n}
-        c.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (n, rec["onnx_sha256"], rec.get("torch_sha256"), rec.get("run_id"),
+        n = c.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE model = ?", (self.model,)).fetchone()[0]
+        rec = {**record, "model": self.model, "version": n}
+        c.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (self.model, n, rec["onnx_sha256"], rec.get("torch_sha256"), rec.get("run_id"),
                   rec.get("data_version"), rec["created"], rec["created_by"], json.dumps(rec, default=str)))
-        _move(c, alias, n, who, "register", f"registered v{n}")
+        _move(c, self.model, alias, n, who, "register", f"registered v{n}")
     return n
 
-def _move(c, alias: str, to: int | None, who: str, action: str, reason: str | None) -> None:
-    old = c.execute("SELECT version FROM aliases WHERE name = ?", (alias,)).fetchone()
-    if to is None: c.execute("DELETE FROM aliases WHERE name = ?", (alias,))
-    else: c.execute("INSERT INTO aliases VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET version = excluded.version", (alias, to))
-    c.execute("INSERT INTO audit (at, who, action, alias, from_version, to_version, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-              (utc_now().isoformat(timespec="milliseconds"), who, action, alias, old[0] if old else None, to, reason))
+def _move(c, model: str, alias: str, to: int | None, who: str, action: str, reason: str | None) -> None:
+    old = c.execute("SELECT version FROM aliases WHERE model = ? AND name = ?", (model, alias)).fetchone()
+    if to is None: c.execute("DELETE FROM aliases WHERE model = ? AND name = ?", (model, alias))
+    else: c.execute("INSERT INTO aliases VALUES (?, ?, ?) ON CONFLICT(model, name) DO UPDATE SET version = excluded.version", (model, alias, to))
+    c.execute("INSERT INTO audit (model, at, who, action, alias, from_version, to_version, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+              (model, utc_now().isoformat(timespec="milliseconds"), who, action, alias, old[0] if old else None, to, reason))
 
 def _move_aliases(self, plan, who: str, action: str, reason: str | None = None) -> list[tuple[str, int | None]]:
     "Atomically: read the aliases, `plan(aliases)` -> [(alias, version)], apply them with audit rows"
     with self.transaction() as c:
         moves = plan(self.aliases(c))
-        for alias, to in moves: _move(c, alias, to, who, action, reason)
+        for alias, to in moves: _move(c, self.model, alias, to, who, action, reason)
     return moves
 
 SqliteStore.add_version, SqliteStore.move_aliases = _add_version, _move_aliases
 
 # %% ../../nbs/release/32_store.ipynb #c796ab4e
 def _record(self, version: int) -> dict | None:
-    with self._connect() as c: row = c.execute("SELECT record FROM versions WHERE version = ?", (version,)).fetchone()
+    with self._connect() as c: row = c.execute("SELECT record FROM versions WHERE model = ? AND version = ?", (self.model, version)).fetchone()
     return json.loads(row[0]) if row else None
 
 def _records(self) -> list[dict]:
-    with self._connect() as c: return [json.loads(r[0]) for r in c.execute("SELECT record FROM versions ORDER BY version")]
+    with self._connect() as c: return [json.loads(r[0]) for r in c.execute("SELECT record FROM versions WHERE model = ? ORDER BY version", (self.model,))]
 
 def _history(self) -> list[dict]:
     with self._connect() as c:
         c.row_factory = sqlite3.Row
-        return [dict(r) for r in c.execute("SELECT * FROM audit ORDER BY id")]
+        return [dict(r) for r in c.execute("SELECT * FROM audit WHERE model = ? ORDER BY id", (self.model,))]
 
-SqliteStore.record, SqliteStore.records, SqliteStore.history = _record, _records, _history
+def _models(self) -> dict[str, int]:
+    "Every model in the file, with its number of versions"
+    with self._connect() as c: return dict(c.execute("SELECT model, COUNT(*) FROM versions GROUP BY model ORDER BY model"))
+
+SqliteStore.record, SqliteStore.records, SqliteStore.history, SqliteStore.models = _record, _records, _history, _models

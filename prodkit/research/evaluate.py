@@ -154,16 +154,22 @@ def plot_residuals(y: np.ndarray, pred: np.ndarray) -> Figure:
     ax2.hist(pred - y, bins=30, color="C1"); ax2.axvline(0, color="k", lw=1); ax2.set(xlabel="predicted - true", ylabel="rows", title="residuals")
     return fig
 
-def plot_confusion(confusion: list[list[int]], labels: list[str] | None = None) -> Figure:
-    "The confusion matrix as a heatmap, true labels down, predicted across"
+def plot_confusion(confusion: list[list[int]], labels: list[str] | None = None, top: int = 25) -> Figure:
+    "The confusion matrix as a heatmap, true labels down, predicted across; with many classes, the `top` most frequent"
     cm = np.asarray(confusion)
     labels = labels or [str(i) for i in range(len(cm))]
+    title = None
+    if len(cm) > top:                       # a 347x347 grid of numbers takes minutes to draw and says nothing
+        keep = np.sort(np.argsort(-cm.sum(axis=1), kind="stable")[:top])
+        title = f"the {top} most frequent of {len(cm)} classes"
+        cm, labels = cm[np.ix_(keep, keep)], [labels[i] for i in keep]
     fig = Figure(figsize=(1.0 + 0.45 * len(cm), 0.8 + 0.45 * len(cm)) if len(cm) > 4 else (3.4, 3), layout="constrained")
     ax = fig.subplots()
     ax.imshow(cm, cmap="Blues")
     for i in range(len(cm)):
         for j in range(len(cm)): ax.text(j, i, cm[i, j], ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
     ax.set(xticks=range(len(cm)), yticks=range(len(cm)), xticklabels=labels, yticklabels=labels, xlabel="predicted", ylabel="true")
+    if title: ax.set_title(title, fontsize=9)
     return fig
 
 # %% ../../nbs/research/14_evaluate.ipynb #4cc0c6d0

@@ -19,7 +19,7 @@ from .data import DataError, Dataset, feature_columns
 # %% auto #0
 __all__ = ['FEW_CLASSES', 'QUANTILES', 'DRIFT_BINS', 'SAMPLE_SIZE', 'row_hash', 'InputSpec', 'Split', 'category_text', 'task_of',
            'target_stats', 'class_names', 'categorical_columns', 'vocabulary', 'input_spec', 'split_dataset',
-           'quantile_bins', 'column_stats', 'reference_stats']
+           'quantile_bins', 'column_stats', 'output_stats', 'reference_stats']
 
 # %% ../../nbs/research/11_split.ipynb #3ec9208d
 def row_hash(index) -> str:
@@ -155,6 +155,9 @@ def split_dataset(
         raise DataError(f"data.val_fraction={fv} and data.test_fraction={ft} must be in (0, 1) with a sum below 1")
     task = task_of(frame, cfg)
     classes = class_names(frame, cfg) if task == "classification" else []
+    if len(classes) > cfg.get("max_classes", 100):
+        raise DataError(f"label {cfg.target!r} has {len(classes)} classes, over data.max_classes={cfg.get('max_classes', 100)}: "
+                        f"if it is a number to predict, set data.task=regression; if they are classes, raise data.max_classes")
     y, stratify = frame[cfg.target], cfg.stratify and task == "classification"
     try:
         rest, test = train_test_split(frame.index, test_size=ft, random_state=seed, stratify=y if stratify else None)
@@ -196,6 +199,14 @@ def column_stats(x: pd.Series, bins: int = 20) -> dict:
                       histogram=dict(edges=[_num(e) for e in edges], counts=[int(c) for c in counts]),
                       quantile_bins=quantile_bins(v),
                       quantile_sample=[float(q) for q in np.quantile(v, (np.arange(k) + 0.5) / k)])
+
+def output_stats(proba: np.ndarray, labels: list[str] | None = None, regression: bool = False) -> dict:
+    "Reference statistics of a model's outputs: predicted class counts (by class name: `labels`, else the index) and the confidence distribution; regression: the predicted values' distribution"
+    proba = np.asarray(proba, dtype="float64")
+    if regression: return dict(prediction=column_stats(pd.Series(proba.reshape(-1))))
+    names = np.asarray(labels if labels is not None else [str(k) for k in range(proba.shape[1])], dtype=object)
+    return dict(prediction=column_stats(pd.Series(names[proba.argmax(axis=1)])),
+                confidence=column_stats(pd.Series(proba.max(axis=1))))
 
 # %% ../../nbs/research/11_split.ipynb #c3b78ec2
 def reference_stats(

@@ -128,11 +128,11 @@ def _set_gauges(state: ModelState, metrics: ServeMetrics) -> None:
 
 # %% ../../nbs/serving/53_app.ipynb #e9cfdea0
 def create_app(cfg, registry=None) -> ServeApp:
-    "The service for `cfg` (the `serve` config); `registry` defaults to `ModelRegistry(cfg.registry)`"
+    "The service for `cfg` (the `serve` config); `registry` defaults to `ModelRegistry(cfg.registry, cfg.registry_model)`"
     cfg = settings(cfg)
     if registry is None:
         from prodkit.release.registry import ModelRegistry
-        registry = ModelRegistry(cfg.registry)
+        registry = ModelRegistry(cfg.registry, getattr(cfg, "registry_model", None))
     state, metrics = ModelState(registry, cfg), ServeMetrics()
     plog = None
     if (getattr(cfg, "log", None) or {}).get("enabled"):   # imported only when logging: it brings drift (scipy) and data (pandera)

@@ -91,15 +91,15 @@ class TableWriter:
         Path(self.tmp).unlink(missing_ok=True)
 
 # %% ../../nbs/serving/52_batch.ipynb #fd026c87
-def open_model(ref: str | Path, registry: str | Path | None = None) -> OnnxModel:
-    "The model `ref` names: a path to an .onnx file, or an alias/version in the registry at `registry`"
+def open_model(ref: str | Path, registry: str | Path | None = None, model: str | None = None) -> OnnxModel:
+    "The model `ref` names: a path to an .onnx file, or an alias/version of `model` in the registry at `registry`"
     if str(ref).endswith(".onnx") or Path(ref).is_file():
         if not Path(ref).is_file(): raise BatchError(f"model file {ref} does not exist")
         return OnnxModel(Path(ref))
     if registry is None or not (Path(registry)/"registry.db").is_file():
         raise BatchError(f"no model registry at {registry} (no registry.db): set infer.registry, or give a path to an .onnx file")
     from prodkit.release.registry import ModelRegistry
-    reg = ModelRegistry(registry); v = reg.get(str(ref))
+    reg = ModelRegistry(registry, model); v = reg.get(str(ref))
     return OnnxModel(reg.onnx_bytes(v.version), version=v.version)
 
 # %% ../../nbs/serving/52_batch.ipynb #3a45f4c6
