@@ -8,7 +8,7 @@ import pytest
 import torch
 from prodkit.core.config import ConfigError, compose
 from prodkit.release.onnx import export_onnx, onnx_metadata, ort_session, parity_report, read_onnx_metadata
-from prodkit.release.registry import ModelRegistry
+from prodkit.release.registry import ModelRegistry, RegistryError
 from prodkit.release.release import ReleaseError, load_train_run, release, holdout_arrays
 from prodkit.jobs.runner import run_job
 from conftest import PY, ROOT, run
@@ -94,7 +94,7 @@ def test_gates_block_promotion_with_the_gate_and_the_shortfall(project, trained,
     assert not bad["promoted"] and bad["refused"] == f"not promoted: gate `accuracy >= 0.999` failed: accuracy = {acc:.4g} is {0.999 - acc:.4g} below 0.999"
     reg2 = ModelRegistry(tmp_path/"reg2")
     assert reg2.aliases() == {"candidate": 1}
-    with pytest.raises(Exception, match="v1 cannot be promoted: gate `accuracy >= 0.999` failed"): reg2.promote(1)
+    with pytest.raises(RegistryError, match="v1 cannot be promoted: gate `accuracy >= 0.999` failed"): reg2.promote(1)
 
 
 def test_a_real_production_model_on_the_same_rows_blocks_a_candidate(project, trained, tmp_path):
@@ -260,7 +260,7 @@ def test_two_tables_are_two_models_in_one_registry_and_release_picks_each_ones_l
         assert (rep["model"], rep["version"], rep["promoted"]) == (cfg.registry.model, 1, True)
     assert ModelRegistry(reg_dir, "penguins").aliases() == {"candidate": 1, "production": 1}
     assert ModelRegistry(reg_dir, "synthetic").get("production").run_id == project["run"].id
-    with pytest.raises(Exception, match="holds models penguins, synthetic: name one"): ModelRegistry(reg_dir)
+    with pytest.raises(RegistryError, match="holds models penguins, synthetic: name one"): ModelRegistry(reg_dir)
     from click.testing import CliRunner
     from prodkit.cli.release import registry
     out = CliRunner().invoke(registry, ["--registry", str(reg_dir), "models"]).output

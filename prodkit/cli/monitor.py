@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..core.config import ConfigError, compose, key_help
+from ..release.registry import model_meant
 
 # %% auto #0
 __all__ = ['CHECK_FAILED', 'COMMANDS', 'drift', 'pipeline']
@@ -52,7 +53,7 @@ def drift(reference, current, out, settings, runs_dir, registry, model, inputs, 
     except ConfigError as e: _fail(f"bad drift setting: {e}")
     try:
         result, (page, data) = check_drift(reference, current, cfg.drift, out, runs_dir or cfg.paths.runs_dir, registry or cfg.registry.path, inputs,
-                                           model=model or (None if registry else cfg.registry.model))   # --registry DIR: the one it holds
+                                           model=model_meant(cfg.registry.model, registry, model))
     except (DriftError, OSError) as e: _fail(str(e))
     if as_json: click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:

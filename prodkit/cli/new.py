@@ -4,6 +4,7 @@
 
 # %% ../../nbs/cli/89_new.ipynb #fdf79202
 from __future__ import annotations
+import functools
 import json
 import os
 import re
@@ -108,14 +109,18 @@ def _own_parts(dst: Path, o: dict) -> None:
         yaml = re.sub(r"(?m)^path: .*$", f"path: ${{paths.root}}/datasets/{src.name}", yaml)
         (dst/"conf"/"data"/f"{name}.yaml").write_text(yaml)
         (dst/"conf"/"experiment"/f"{name}.yaml").write_text(
-            f"# @package _global_\n# {name}: your table (conf/data/{name}.yaml) with a registry of its own.\n"
+            f"# @package _global_\n# {name}: your table (conf/data/{name}.yaml), model `{name}` in the project's registry.\n"
             f"#   {pkg} run train experiment={name}; {pkg} release experiment={name}; {pkg} serve experiment={name}\n"
-            f"defaults:\n  - override /data: {name}\n\nregistry:\n  path: ${{paths.root}}/registry/{name}\n")
+            f"defaults:\n  - override /data: {name}\n")
+
+@functools.cache
+def _git_identity() -> tuple[str, ...]:
+    "Your git identity if you have one (config or `GIT_AUTHOR_*`), else prodkit@localhost: a fresh machine can still commit"
+    known = all(subprocess.run(["git", "var", v], capture_output=True).returncode == 0 for v in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT"))
+    return () if known else ("-c", "user.name=prodkit", "-c", "user.email=prodkit@localhost")
 
 def _git(dst: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "prodkit"), "GIT_COMMITTER_NAME": os.environ.get("GIT_COMMITTER_NAME", "prodkit"),
-           "GIT_AUTHOR_EMAIL": os.environ.get("GIT_AUTHOR_EMAIL", "prodkit@localhost"), "GIT_COMMITTER_EMAIL": os.environ.get("GIT_COMMITTER_EMAIL", "prodkit@localhost")}
-    r = subprocess.run(["git", "-C", str(dst), *args], capture_output=True, text=True, env=env)
+    r = subprocess.run(["git", *_git_identity(), "-C", str(dst), *args], capture_output=True, text=True)
     if r.returncode: raise NewProjectError(f"git {' '.join(args)} in {dst} failed: {(r.stderr or r.stdout).strip()}")
     return r.stdout
 
@@ -185,7 +190,7 @@ def update_project(path: str | Path, root: Path | None = None) -> str:
             if changed: _git(wt, "commit", "-q", "-m", f"prodkit template {o['template_version']} ({o['template_commit'][:10]})")
         finally: _git(dst, "worktree", "remove", "--force", str(wt))
     if not changed: return "the template has not changed since the last update"
-    r = subprocess.run(["git", "-C", str(dst), "merge", "--no-edit", "-m", "Merge prodkit template update", "template"], capture_output=True, text=True)
+    r = subprocess.run(["git", *_git_identity(), "-C", str(dst), "merge", "--no-edit", "-m", "Merge prodkit template update", "template"], capture_output=True, text=True)
     if r.returncode:
         conflicts = _git(dst, "diff", "--name-only", "--diff-filter=U").split()
         raise NewProjectError("the template update conflicts with your edits in: " + ", ".join(conflicts) +

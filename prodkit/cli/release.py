@@ -13,7 +13,7 @@ import click
 from ..core.config import ConfigError, compose, key_help
 from ..core.text import text_table
 from ..jobs.job import hydra_quoted
-from ..release.registry import ModelRegistry, RegistryError
+from ..release.registry import ModelRegistry, RegistryError, model_meant
 
 # %% auto #0
 __all__ = ['version_rows', 'registry', 'models', 'list_versions', 'show', 'promote', 'rollback', 'history', 'register', 'release']
@@ -21,9 +21,9 @@ __all__ = ['version_rows', 'registry', 'models', 'list_versions', 'show', 'promo
 # %% ../../nbs/cli/85_release.ipynb #2465a0a9
 def _registry(path: str | None, overrides=(), model: str | None = None) -> ModelRegistry:
     "The model `model` (default `registry.model`; with `--registry DIR`, the one it holds) in the registry"
-    if path: return ModelRegistry(path, model)
+    if path and not overrides: return ModelRegistry(path, model)
     cfg = compose(overrides=list(overrides))
-    return ModelRegistry(cfg.registry.path, model or cfg.registry.model)
+    return ModelRegistry(path or cfg.registry.path, model_meant(cfg.registry.model, path, model, overrides))
 
 def _run_and_overrides(run: str | None, overrides) -> tuple[str | None, list[str]]:
     "RUN is optional and a run id never holds `=`: a first argument with one is an override, and RUN is the default"

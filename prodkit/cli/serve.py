@@ -9,6 +9,7 @@ import click
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.config import ConfigError, check_ranges, compose, field_doc, key_help, schema_field
+from ..release.registry import model_meant
 
 # %% auto #0
 __all__ = ['COMMANDS', 'config_option', 'infer', 'infer_shards', 'serve', 'explain']
@@ -18,18 +19,15 @@ def config_option(*flags: str, key: str, **kw):
     "A click option that sets config `key`; its help is the key's comment in the schema"
     return click.option(*flags, key.replace(".", "__"), help=key_help(key), **kw)
 
-def _names_model(overrides) -> bool:
-    "Do the overrides say which model (its data, experiment or name)?"
-    return any(o.lstrip("+~").split("=")[0] in ("data", "experiment", "registry.model") or "registry_model=" in o for o in overrides)
-
 def _compose(overrides, options: dict) -> DictConfig:
     "The project config with `overrides`, then the options given (`{serve__port: 8000}`; None: not given), ranges checked"
     try:
         cfg = compose(overrides=list(overrides))
         for name, v in options.items():
             if v is not None: OmegaConf.update(cfg, name.replace("__", "."), v)
-            if name.endswith("__registry") and v is not None and not _names_model(overrides):   # `--registry DIR`: the model it holds
-                OmegaConf.update(cfg, name.replace("__registry", ".registry_model"), None)
+            if name.endswith("__registry") and v is not None:   # `--registry DIR`: the model it holds
+                key = name.replace("__registry", ".registry_model")
+                OmegaConf.update(cfg, key, model_meant(OmegaConf.select(cfg, key), v, overrides=overrides))
         check_ranges(cfg)
         return cfg
     except ConfigError as e: raise click.UsageError(str(e)) from None

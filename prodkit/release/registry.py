@@ -15,7 +15,7 @@ from .store import DEFAULT_MODEL, BlobStore, DirectoryBlobStore, MetadataStore, 
 from ..core.provenance import utc_now
 
 # %% auto #0
-__all__ = ['ALIASES', 'ModelVersion', 'default_user', 'ModelRegistry']
+__all__ = ['ALIASES', 'ModelVersion', 'default_user', 'ModelRegistry', 'overrides_name_model', 'model_meant']
 
 # %% ../../nbs/release/33_registry.ipynb #f82353d5
 @dataclass
@@ -85,7 +85,7 @@ class ModelRegistry:
             store = SqliteStore(self.path/"registry.db", model or DEFAULT_MODEL)
             if model is None and (names := list(store.models())):
                 if len(names) > 1: raise RegistryError(f"{self.path} holds models {', '.join(names)}: name one (registry.model=NAME, or --model NAME)")
-                store = SqliteStore(self.path/"registry.db", names[0])
+                store.model = names[0]
         self.model = getattr(store, "model", model or DEFAULT_MODEL)
         self.store = store
         self.blobs = blobs if blobs is not None else DirectoryBlobStore(self.path/"blobs")
@@ -114,6 +114,16 @@ class ModelRegistry:
     def history(self) -> list[dict]:
         "Every alias move, oldest first: id, at, who, action, alias, from_version, to_version, reason"
         return self.store.history()
+
+# %% ../../nbs/release/33_registry.ipynb #0d493ff3
+def overrides_name_model(overrides) -> bool:
+    "Do these Hydra overrides choose the model (its data config, experiment or `registry.model`)?"
+    return any(o.lstrip("+~").split("=")[0] in ("data", "experiment", "registry.model") or "registry_model=" in o for o in overrides)
+
+def model_meant(configured: str | None, registry_dir=None, explicit: str | None = None, overrides=()) -> str | None:
+    "The model a command means: `--model`, else (given `--registry DIR` and no override choosing one) None, the one DIR holds, else `registry.model`"
+    if explicit: return explicit
+    return None if registry_dir and not overrides_name_model(overrides) else configured
 
 # %% ../../nbs/release/33_registry.ipynb #c76cc4f1
 @patch

@@ -57,12 +57,10 @@ def find_train_run(ref: str | None, runs_dir: str | Path, job: str = "train", mo
         done = list_runs(runs_dir, job, "succeeded")
         if not done: raise ReleaseError(f"no succeeded {job} run under {runs_dir}: run `prodkit run {job}` first")
         if model is None: return done[-1]
-        mine = [r for r in done if run_model(r) == model]
-        if not mine:
-            others = sorted({m for r in done if (m := run_model(r))})
-            raise ReleaseError(f"no succeeded {job} run of model {model!r} under {runs_dir} (there are runs of {', '.join(others) or 'no named model'}): "
-                               f"train it first, or name a run")
-        return mine[-1]
+        if mine := next((r for r in reversed(done) if run_model(r) == model), None): return mine   # newest first: reads a config or two
+        others = sorted({m for r in done if (m := run_model(r))})
+        raise ReleaseError(f"no succeeded {job} run of model {model!r} under {runs_dir} (there are runs of {', '.join(others) or 'no named model'}): "
+                           f"train it first, or name a run")
     try: rec = find_run(str(ref), runs_dir)
     except RunNotFound as e: raise ReleaseError(f"cannot release: {e}") from None
     if rec.status != "succeeded":
