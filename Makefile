@@ -13,7 +13,7 @@ BIN    := $(VENV)/bin
 # Content only, not modification time: nbdev-export rewrites pyproject.toml unchanged, which must not reinstall.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)-$(shell echo '$(TORCH) $(TORCH_INDEX)' | sha256sum | cut -c1-6)
 
-.PHONY: help install demo export test test-fast lab bench docs clean notebook
+.PHONY: help install demo export test test-fast lab bench docs wheel clean notebook
 
 # Set `prodkit` as the kernel of new notebooks in this venv's JupyterLab (merged into its jupyter_server_config.json).
 define LAB_DEFAULT_KERNEL
@@ -69,6 +69,10 @@ test-fast: install ## the developer's loop (about a minute): sync + lint, nbdev-
 docs: install ## the manual: nbs/ rendered offline into _docs/site/ (Sphinx, myst-nb, furo), links and assets checked
 	$(BIN)/python -m prodkit.cli.docs
 
+wheel: install ## dist/prodkit-VERSION-py3-none-any.whl, the template packed inside: `prodkit new` where it is installed, no checkout
+	$(BIN)/python -c "from prodkit.cli.new import pack_template; print('template packed into', pack_template())"
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w dist .
+
 bench: install ## benchmarks in bench/: a table here, JSON in bench/results/
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
@@ -101,5 +105,5 @@ lab: install ## JupyterLab on 127.0.0.1 with the `prodkit` kernel
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean: ## remove .venv, run outputs and caches (keeps data/)
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache build *.egg-info _proc _docs
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache build dist *.egg-info _proc _docs prodkit/template.tar.gz
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -40,6 +40,21 @@ def test_chunked_equals_one_shot(setup):
     assert cli(infer, d/"in.csv", d/"v1.csv", "--registry", reg.path, "--model", "v1", "-q")[0] == 0
     assert set(pd.read_csv(d/"v1.csv").model_version) == {1}
 
+def test_drift_sees_the_rows_batch_inference_quarantined(setup):
+    "Missing values that were quarantined still came in: drift counts them instead of judging only the rows that passed"
+    from prodkit.monitoring.monitor import check_drift
+    d, reg, df = setup
+    gappy = df.head(400).copy(); gappy.loc[gappy.index[::10], "f0"] = np.nan          # 10% missing where training had none
+    gappy.to_csv(d/"gappy.csv", index=False)
+    code, out = cli(infer, d/"gappy.csv", d/"gappy_out.csv", "--registry", reg.path, "--max-bad-share", 0.2, "-q")
+    assert code == 0 and json.loads(out)["quarantined"] == 40, out
+    df.iloc[400:].to_csv(d/"reference.csv", index=False)
+    result, _ = check_drift(str(d/"reference.csv"), d/"gappy_out.csv")
+    f0 = next(f for f in result.features if f.name == "f0")
+    assert (f0.missing_cur, f0.rows) == (pytest.approx(0.1), 360) and "missing 0.0% -> 10.0%" in f0.reasons and f0.status == "warn"
+    assert result.current["quarantined"] == 40 and result.rows_current == 400
+    assert next(f for f in result.features if f.name == "f1").missing_cur == 0.0
+
 def test_quarantine_each_kind(setup):
     d, reg, df = setup
     bad = df.head(100).astype(object)

@@ -1,5 +1,5 @@
 "`prodkit new`, `prodkit update`, `prodkit schema`: a project from this template, offline, that passes its own checks; updates keep the owner's edits."
-import json, re, tomllib
+import json, re, shutil, tomllib
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -26,9 +26,11 @@ def template_cli(*args, **kw): return cli_of("prodkit", *args, **kw)
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    "A clone of this checkout: the template as committed, which a test may change"
+    "This checkout's template as it is now (uncommitted edits too), committed in a repository of its own that a test may change"
+    from prodkit.cli.new import render
     tpl = tmp_path_factory.mktemp("template")/"prodkit"
-    run("git", "clone", "-q", ROOT, tpl, check=True)
+    render(tpl, "prodkit", ROOT)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "the template"]): run("git", "-C", tpl, *args, check=True)
     return tpl
 
 @pytest.fixture(scope="module")
@@ -80,11 +82,29 @@ def test_every_option_lands_in_the_project(template, tmp_path):
     assert tomllib.loads(pp)["project"]["description"] == 'Card "fraud" scores'          # still TOML, the quotes escaped
     assert (tmp_path/"p"/"README.md").read_text().startswith('# fraud_v2\n\nCard "fraud" scores')
     assert not (tmp_path/"p"/"datasets").exists()
+    assert "mode" not in (tmp_path/"p"/"conf"/"tracking"/"default.yaml").read_text().replace("tracking.mode", "")   # offline: the schema's default
+
+def test_task_and_tracking_land_in_the_config(template, tmp_path):
+    df = pd.DataFrame({"rooms": [2, 3, 4, 5] * 10, "area": np.linspace(40, 140, 40), "floor": [0, 1, 2, 3, 4] * 8})
+    df.to_csv(tmp_path/"flats.csv", index=False)
+    r = template_cli("new", tmp_path/"p", "--defaults", "--data", tmp_path/"flats.csv", "--target", "floor", "--task", "regression",
+                     "--tracking", "disabled", env={"PRODKIT_ROOT": str(template)})
+    assert r.returncode == 0, r.stderr
+    p = tmp_path/"p"
+    assert "\ntask: regression\n" in (p/"conf"/"data"/"flats.yaml").read_text()     # five whole numbers would be classes, unless told
+    assert "  - override /gates: regression\n" in (p/"conf"/"experiment"/"flats.yaml").read_text()
+    assert (p/"conf"/"tracking"/"default.yaml").read_text().endswith("\nmode: disabled\n")
+    r = cli_of("p", "config", "experiment=flats", cwd=p, env={"PYTHONPATH": str(p), "P_ROOT": str(p)})
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"tracking\.mode: disabled +# conf/tracking/default.yaml", r.stdout), r.stdout
+    assert re.search(r"data\.task: regression +# conf/data/flats.yaml", r.stdout) and "gates.rules.r2" in r.stdout
 
 @pytest.mark.parametrize("args,msg", [(["--package", "Bad-Name"], "Python identifier"), (["--package", "json"], "already a module"),
-                                      (["--data", "t.csv"], "--data needs --target"), (["--data", "nope.csv", "--target", "y"], "no such file")])
+                                      (["--data", "t.csv"], "--data needs --target"), (["--data", "nope.csv", "--target", "y"], "no such file"),
+                                      (["--task", "regression"], "--task needs --data"),
+                                      (["--data", "t.csv", "--target", "s", "--task", "regression"], "holds text: a regression needs numbers")])
 def test_bad_options_are_refused_and_leave_nothing(template, tmp_path, args, msg):
-    (tmp_path/"t.csv").write_text("a,y\n1,0\n")
+    (tmp_path/"t.csv").write_text("a,y,s\n1,0,x\n")
     r = template_cli("new", tmp_path/"p", "--defaults", *args, cwd=tmp_path, env={"PRODKIT_ROOT": str(template)})
     assert r.returncode == 2 and msg in r.stderr and not (tmp_path/"p").exists()
 
@@ -109,6 +129,23 @@ def test_update_merges_a_template_change_and_keeps_the_owners_edit(template, tmp
     assert template_cli("update", p, env=env).stdout.strip() == "the template has not changed since the last update"
     (p/"README.md").write_text("dirty"); r = template_cli("update", p, env=env)
     assert r.returncode == 1 and "uncommitted changes" in r.stderr
+
+@pytest.mark.slow
+def test_a_wheel_carries_the_template_and_needs_no_checkout(template, tmp_path):
+    from prodkit.cli.new import TEMPLATE_ARCHIVE, pack_template
+    pack_template(template, template/"prodkit"/TEMPLATE_ARCHIVE)                  # what `make wheel` does first
+    run(PY, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", tmp_path/"dist", template, check=True)
+    wheel, = (tmp_path/"dist").glob("prodkit-*.whl")
+    site = tmp_path/"site"; shutil.unpack_archive(wheel, site, "zip")               # the installed package: no .git, no conf/ beside it
+    env = {"PYTHONPATH": str(site), "PRODKIT_ROOT": ""}
+    r = run(PY, "-c", "import sys, prodkit; from prodkit.cli.main import main; print(prodkit.__file__); sys.exit(main())", "new", "churn", "--defaults",
+            cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(str(site/"prodkit")), r.stdout                       # it ran from the wheel, not this checkout
+    assert (tmp_path/"churn"/"churn"/"cli"/"new.py").is_file() and (tmp_path/"churn"/"conf"/"config.yaml").is_file()
+    head = run("git", "-C", template, "rev-parse", "HEAD", check=True).stdout.strip()
+    assert json.loads((tmp_path/"churn"/".prodkit-template.json").read_text())["template_commit"] == head
+    assert not (tmp_path/"churn"/"churn"/TEMPLATE_ARCHIVE).exists()                   # the archive is not part of itself
 
 def test_schema_writes_a_config_the_data_passes(tmp_path):
     r = template_cli("schema", table(tmp_path/"t.csv"), "--target", "churned", "-o", tmp_path/"t.yaml")

@@ -5,12 +5,16 @@
 # %% ../../nbs/cli/89_new.ipynb #fdf79202
 from __future__ import annotations
 import functools
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,8 +25,9 @@ from ..core.atomic import write_atomic
 from ..core.config import project_root
 
 # %% auto #0
-__all__ = ['TEMPLATE_NAME', 'STATE_FILE', 'COMMANDS', 'schema', 'NewProjectError', 'check_package_name', 'renamer',
-           'template_files', 'render', 'new_project', 'update_project', 'new', 'update']
+__all__ = ['TEMPLATE_NAME', 'TRACKING', 'STATE_FILE', 'TEMPLATE_ARCHIVE', 'COMMANDS', 'schema', 'NewProjectError',
+           'check_package_name', 'renamer', 'template_files', 'render', 'package_dir', 'checkout', 'pack_template',
+           'template_root', 'new_project', 'update_project', 'new', 'update']
 
 # %% ../../nbs/cli/89_new.ipynb #a3a245f6
 @click.command("schema")
@@ -31,11 +36,12 @@ __all__ = ['TEMPLATE_NAME', 'STATE_FILE', 'COMMANDS', 'schema', 'NewProjectError
 @click.option("--name", default=None, help="the data config's name (default: the file's name)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="write here, e.g. conf/data/NAME.yaml (default: stdout)")
 @click.option("--force", is_flag=True, help="replace an existing OUTPUT")
-def schema(file, target, name, output, force):
+@click.option("--task", type=click.Choice(["classification", "regression"]), default=None, help="default: regression for a label of numbers that are not a few classes")
+def schema(file, target, name, output, force, task):
     "Infer a data config (dtypes, outward-rounded ranges, classes, nullable) from a CSV or Parquet FILE, to review"
     from prodkit.research.columns import data_config   # pandas, only when asked: the CLI starts without it
     from prodkit.research.data import DataError
-    try: text = data_config(file, target, name)
+    try: text = data_config(file, target, name, task)
     except DataError as e: click.echo(f"prodkit: {e}", err=True); sys.exit(2)
     if output is None: click.echo(text, nl=False); return
     if Path(output).exists() and not force: click.echo(f"prodkit: {output} exists; --force replaces it", err=True); sys.exit(1)
@@ -44,6 +50,7 @@ def schema(file, target, name, output, force):
 
 # %% ../../nbs/cli/89_new.ipynb #56980c2e
 TEMPLATE_NAME = "prodkit"
+TRACKING = ("offline", "online", "disabled")   # wandb's modes, as `tracking.mode` takes them
 STATE_FILE = ".prodkit-template.json"     # what a generated project was made from, read by `update`
 
 class NewProjectError(RuntimeError):
@@ -65,17 +72,18 @@ def renamer(package: str):
     return lambda text: upper.sub(package.upper(), lower.sub(package, text))
 
 # %% ../../nbs/cli/89_new.ipynb #deaf7639
-def template_files(root: Path | None = None) -> list[Path]:
-    "The files of the template: what the prodkit checkout at `root` tracks in git, relative to it"
-    root = Path(root or project_root())
+def template_files(root: Path) -> list[Path]:
+    "The files of the template at `root`, relative to it: what a checkout tracks in git, or every file of an unpacked archive"
+    root = Path(root)
+    if not (root/".git").exists(): return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
     try: out = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True, text=True).stdout
     except (OSError, subprocess.CalledProcessError) as e:
         raise NewProjectError(f"{root} is not a git checkout of prodkit, so there is no template to copy ({e})") from None
     return [Path(p) for p in out.split("\0") if p and (root/p).is_file()]
 
-def render(dst: Path, package: str, root: Path | None = None) -> int:
-    "Write the template into `dst` with the package renamed; return the number of files"
-    root, rn = Path(root or project_root()), renamer(package)
+def render(dst: Path, package: str, root: Path) -> int:
+    "Write the template at `root` into `dst` with the package renamed; return the number of files"
+    root, rn = Path(root), renamer(package)
     files = template_files(root)
     for rel in files:
         target = dst/Path(*[package if part == TEMPLATE_NAME else part for part in rel.parts])
@@ -85,6 +93,54 @@ def render(dst: Path, package: str, root: Path | None = None) -> int:
         except UnicodeDecodeError: target.write_bytes(raw)      # a binary file, copied as it is
         shutil.copymode(root/rel, target)
     return len(files)
+
+# %% ../../nbs/cli/89_new.ipynb #14163f79
+TEMPLATE_ARCHIVE = "template.tar.gz"     # the template inside a wheel built by `make wheel`
+
+@functools.cache
+def _git_identity() -> tuple[str, ...]:
+    "Your git identity if you have one (config or `GIT_AUTHOR_*`), else prodkit@localhost: a fresh machine can still commit"
+    known = all(subprocess.run(["git", "var", v], capture_output=True).returncode == 0 for v in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT"))
+    return () if known else ("-c", "user.name=prodkit", "-c", "user.email=prodkit@localhost")
+
+def _git(dst: Path, *args: str) -> str:
+    r = subprocess.run(["git", *_git_identity(), "-C", str(dst), *args], capture_output=True, text=True)
+    if r.returncode: raise NewProjectError(f"git {' '.join(args)} in {dst} failed: {(r.stderr or r.stdout).strip()}")
+    return r.stdout
+
+def package_dir() -> Path:
+    "Where this package is installed"
+    import prodkit
+    return Path(prodkit.__file__).resolve().parent
+
+def checkout() -> Path | None:
+    "The git checkout this package runs from (an editable install), if it does"
+    here = package_dir().parent
+    return here if (here/".git").exists() and (here/"conf"/"config.yaml").is_file() else None
+
+def pack_template(root: Path | None = None, out: Path | None = None) -> Path:
+    "Pack the template of the checkout `root` into `out` (default: into the package, for `make wheel`)"
+    root = Path(root or checkout() or project_root())
+    out = Path(out or root/TEMPLATE_NAME/TEMPLATE_ARCHIVE)
+    buf = io.BytesIO()
+    head = {f"{TEMPLATE_NAME}.commit": _git(root, "rev-parse", "HEAD").strip(), f"{TEMPLATE_NAME}.version": __version__}
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT, pax_headers=head) as tar:
+        for rel in template_files(root): tar.add(root/rel, arcname=rel.as_posix(), recursive=False)
+    write_atomic(out, buf.getvalue()); out.chmod(0o644)                     # package data: readable by all
+    return out
+
+@contextmanager
+def template_root(root: Path | None = None):
+    "The template as a directory, and its commit: `root`, else `$PRODKIT_ROOT`, else this package's checkout, else the archive the wheel ships"
+    if root is None and os.environ.get("PRODKIT_ROOT"): root = project_root()
+    if root is not None or (root := checkout()) is not None:
+        yield Path(root), _git(root, "rev-parse", "HEAD").strip(); return
+    archive = package_dir()/TEMPLATE_ARCHIVE
+    if not archive.is_file():
+        raise NewProjectError(f"this {TEMPLATE_NAME} has no template: install it from a checkout (`make install`), or from a wheel made by `make wheel`")
+    with tempfile.TemporaryDirectory(prefix=f"{TEMPLATE_NAME}-template-") as tmp, tarfile.open(archive) as tar:
+        tar.extractall(tmp, filter="data")
+        yield Path(tmp), tar.pax_headers.get(f"{TEMPLATE_NAME}.commit", "unknown")
 
 # %% ../../nbs/cli/89_new.ipynb #4ad22a78
 def _own_parts(dst: Path, o: dict) -> None:
@@ -105,24 +161,15 @@ def _own_parts(dst: Path, o: dict) -> None:
     if o.get("data"):
         src, name = Path(o["data"]), o["data_name"]
         (dst/"datasets").mkdir(exist_ok=True); shutil.copy2(src, dst/"datasets"/src.name)
-        yaml = data_config(dst/"datasets"/src.name, o["target"], name)
+        yaml = data_config(dst/"datasets"/src.name, o["target"], name, o.get("task"))
         yaml = re.sub(r"(?m)^path: .*$", f"path: ${{paths.root}}/datasets/{src.name}", yaml)
         (dst/"conf"/"data"/f"{name}.yaml").write_text(yaml)
         (dst/"conf"/"experiment"/f"{name}.yaml").write_text(
             f"# @package _global_\n# {name}: your table (conf/data/{name}.yaml), model `{name}` in the project's registry.\n"
             f"#   {pkg} run train experiment={name}; {pkg} release experiment={name}; {pkg} serve experiment={name}\n"
-            f"defaults:\n  - override /data: {name}\n")
-
-@functools.cache
-def _git_identity() -> tuple[str, ...]:
-    "Your git identity if you have one (config or `GIT_AUTHOR_*`), else prodkit@localhost: a fresh machine can still commit"
-    known = all(subprocess.run(["git", "var", v], capture_output=True).returncode == 0 for v in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT"))
-    return () if known else ("-c", "user.name=prodkit", "-c", "user.email=prodkit@localhost")
-
-def _git(dst: Path, *args: str) -> str:
-    r = subprocess.run(["git", *_git_identity(), "-C", str(dst), *args], capture_output=True, text=True)
-    if r.returncode: raise NewProjectError(f"git {' '.join(args)} in {dst} failed: {(r.stderr or r.stdout).strip()}")
-    return r.stdout
+            f"defaults:\n  - override /data: {name}\n" + ("  - override /gates: regression\n" if "\ntask: regression" in yaml else ""))
+    if o.get("tracking", "offline") != "offline":
+        with open(dst/"conf"/"tracking"/"default.yaml", "a") as f: f.write(f"mode: {o['tracking']}\n")
 
 def _export(dst: Path) -> None:
     "nbdev-export in the new project: its `_modidx.py` is laid out by name length, so renaming is not enough"
@@ -142,7 +189,7 @@ def _generate(dst: Path, o: dict, root: Path | None) -> int:
 # %% ../../nbs/cli/89_new.ipynb #76080df7
 def new_project(path: str | Path, package: str | None = None, author: str = "", license: str = "Apache-2.0",
                 python: str = ">=3.10", description: str = "", data: str | None = None, target: str | None = None,
-                root: Path | None = None) -> Path:
+                task: str | None = None, tracking: str = "offline", root: Path | None = None) -> Path:
     "Generate a project at `path` (which must not exist or be empty): a git repository on `main`, its template on `template`"
     dst = Path(path).resolve()
     if dst.exists() and any(dst.iterdir()): raise NewProjectError(f"{dst} exists and is not empty: choose a new folder")
@@ -150,12 +197,15 @@ def new_project(path: str | Path, package: str | None = None, author: str = "", 
     if data is not None:
         if target is None: raise NewProjectError("--data needs --target: the label column of the table")
         if not Path(data).is_file(): raise NewProjectError(f"--data {data}: no such file")
-    root = Path(root or project_root())
+    if task is not None and data is None: raise NewProjectError("--task needs --data: the bundled examples know theirs (experiment=diabetes is a regression)")
+    if tracking not in TRACKING: raise NewProjectError(f"--tracking {tracking}: use one of {', '.join(TRACKING)}")
     o = dict(package=package, author=author or os.environ.get("USER", "you"), license=license, python=python,
              description=description or f"{package}: a prodkit project", data=str(Path(data).resolve()) if data else None, target=target,
-             data_name=re.sub(r"\W", "_", Path(data).stem.lower()) if data else None,
-             template_version=__version__, template_commit=_git(root, "rev-parse", "HEAD").strip(),
-             generated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+             data_name=re.sub(r"\W", "_", Path(data).stem.lower()) if data else None, task=task, tracking=tracking,
+             template_version=__version__, generated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    with template_root(root) as (root, commit): return _new(dst, root, {**o, "template_commit": commit})
+
+def _new(dst: Path, root: Path, o: dict) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
     try:
         _git(dst, "init", "-q", "-b", "template")
@@ -172,10 +222,10 @@ def update_project(path: str | Path, root: Path | None = None) -> str:
     dst = Path(path).resolve()
     if not (dst/STATE_FILE).is_file(): raise NewProjectError(f"{dst} has no {STATE_FILE}: it was not made by `prodkit new`")
     if _git(dst, "status", "--porcelain").strip(): raise NewProjectError(f"{dst} has uncommitted changes: commit or stash them first")
-    root = Path(root or project_root())
     o = json.loads((dst/STATE_FILE).read_text())
-    o.update(template_version=__version__, template_commit=_git(root, "rev-parse", "HEAD").strip())
-    import tempfile
+    with template_root(root) as (root, commit): return _update(dst, root, {**o, "template_version": __version__, "template_commit": commit})
+
+def _update(dst: Path, root: Path, o: dict) -> str:
     with tempfile.TemporaryDirectory(prefix="prodkit-update-") as tmp:
         wt = Path(tmp)/"template"
         _git(dst, "worktree", "add", "-q", str(wt), "template")
@@ -207,16 +257,20 @@ def update_project(path: str | Path, root: Path | None = None) -> str:
 @click.option("--description", default="", help="one line on what the project is for")
 @click.option("--data", type=click.Path(dir_okay=False), default=None, help="your table, CSV or Parquet: copied into datasets/")
 @click.option("--target", default=None, help="its label column (with --data)")
+@click.option("--task", type=click.Choice(["classification", "regression"]), default=None,
+              help="with --data (default: regression for a label of numbers that are not a few classes)")
+@click.option("--tracking", type=click.Choice(TRACKING), default=None, help="wandb's mode, tracking.mode  [default: offline]")
 @click.option("--defaults", is_flag=True, help="ask nothing: every option not given takes its default")
-def new(path, package, author, license_, python, description, data, target, defaults):
+def new(path, package, author, license_, python, description, data, target, task, tracking, defaults):
     "Start a project of your own at PATH from this template, offline: a git repository that passes its own tests"
     if not defaults and sys.stdin.isatty():
         package = package or click.prompt("package name", default=re.sub(r"\W", "_", Path(path).resolve().name.lower()))
         author = author or click.prompt("author", default=os.environ.get("USER", "you"))
         data = data or click.prompt("your table (CSV or Parquet; empty: only the bundled examples)", default="", show_default=False) or None
         if data and not target: target = click.prompt("its label column")
+        tracking = tracking or click.prompt("tracking (wandb)", type=click.Choice(TRACKING), default="offline")
     from prodkit.research.data import DataError
-    try: dst = new_project(path, package, author, license_, python, description, data, target)
+    try: dst = new_project(path, package, author, license_, python, description, data, target, task, tracking or "offline")
     except (NewProjectError, DataError) as e: click.echo(f"prodkit: {e}", err=True); sys.exit(2)
     o = json.loads((dst/STATE_FILE).read_text())
     click.echo(f"created {dst} (package {o['package']}): cd {path} && make test")

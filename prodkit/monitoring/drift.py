@@ -201,6 +201,7 @@ def compare_outputs(reference: dict, current: pd.DataFrame, cfg: DriftConfig) ->
     taken = set(reference.get("columns") or {}) | {reference.get("target")}
     col = next((c for c in PREDICTION_COLUMNS if c in current and c not in taken), None)   # `label` in some batch outputs
     if col is not None:
+        current = current[current[col].notna()]            # rows batch inference quarantined: inputs without a prediction
         pred = current[col].astype("string")
         if "mean" in ref_out.get("prediction", {}): f = compare_numeric("prediction", ref_out["prediction"], pd.to_numeric(current[col], errors="coerce"), cfg)   # a regression model's values
         elif "prediction" in ref_out: f = compare_categorical("prediction", ref_out["prediction"], pred, cfg)

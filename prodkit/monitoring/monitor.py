@@ -34,8 +34,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
     raise DriftError(f"{path}: unknown file type {p.suffix!r}; use one of {', '.join(TABLE_SUFFIXES)} or a prediction-log directory")
 
 # %% ../../nbs/monitoring/45_monitor.ipynb #65d6c45d
-def with_inputs(outputs: pd.DataFrame, inputs: pd.DataFrame) -> pd.DataFrame:
-    "A batch output joined with the input rows it scored (by its `row` column, else by position)"
+def with_inputs(outputs: pd.DataFrame, inputs: pd.DataFrame, quarantined=()) -> pd.DataFrame:
+    "A batch output joined with the input rows it scored (by its `row` column, else by position); the `quarantined` rows come too, unpredicted"
+    if len(quarantined) and "row" in outputs:   # whole numbers and flags stay so beside the missing predictions (1, not 1.0)
+        kept = {c: "Int64" for c in outputs.select_dtypes("integer").columns} | {c: "boolean" for c in outputs.select_dtypes("bool").columns}
+        outputs = pd.concat([outputs.astype(kept), pd.DataFrame({"row": pd.Series(quarantined, dtype="Int64")})], ignore_index=True)
+        outputs = outputs.sort_values("row", kind="stable").astype({"row": "int64"})
     if "row" in outputs:
         if len(outputs) and (outputs["row"].max() >= len(inputs) or outputs["row"].min() < 0):
             raise DriftError(f"the output names input row {int(outputs['row'].max())}, but the inputs have {len(inputs)} rows")
@@ -50,13 +54,15 @@ def load_current(
 ) -> tuple[pd.DataFrame, dict]:
     "The current rows and a description of where they came from"
     frame = read_table(path)
-    summary = Path(f"{path}.summary.json")   # a batch output names the file it scored: use it when no `inputs` is given
-    if inputs is None and summary.is_file():
-        scored = json.loads(summary.read_text()).get("input")   # a batch output holds predictions, never its inputs
-        if scored and Path(scored).is_file(): inputs = scored
-    if inputs is not None: frame = with_inputs(frame, read_table(inputs))
+    summary, quarantined = Path(f"{path}.summary.json"), []   # a batch output names the file it scored and its quarantine
+    if summary.is_file():
+        s = json.loads(summary.read_text())
+        if inputs is None and (scored := s.get("input")) and Path(scored).is_file(): inputs = scored   # it holds predictions, never its inputs
+        if (q := s.get("quarantine")) and Path(q).is_file(): quarantined = pd.read_csv(q, usecols=["row"])["row"].to_numpy()
+    if inputs is not None: frame = with_inputs(frame, read_table(inputs), quarantined)
     meta = dict(path=str(Path(path).resolve()), kind="prediction log" if Path(path).is_dir() else Path(path).suffix[1:])
     if inputs is not None: meta["inputs"] = str(Path(inputs).resolve())
+    if inputs is not None and len(quarantined): meta["quarantined"] = len(quarantined)
     manifest = log_manifest(path) if Path(path).is_dir() else {}
     if pii := manifest.get("pii"):   # hashed or dropped in the log: not comparable
         frame, meta["pii_left_out"] = frame.drop(columns=pii, errors="ignore"), list(pii)

@@ -49,8 +49,8 @@ def _flow(spec: dict) -> str:
     import yaml
     return "{" + ", ".join(f"{k}: {yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix('...').strip()}" for k, v in spec.items()) + "}"
 
-def data_config(path: str | Path, target: str, name: str | None = None) -> str:
-    "The YAML of a data config for the table at `path`, its schema inferred, `target` the label column"
+def data_config(path: str | Path, target: str, name: str | None = None, task: str | None = None) -> str:
+    "The YAML of a data config for the table at `path`, its schema inferred, `target` the label column (`task` None: inferred from it)"
     path = Path(path)
     frame = read_frame(path)
     if target not in frame.columns:
@@ -58,12 +58,14 @@ def data_config(path: str | Path, target: str, name: str | None = None) -> str:
     name = name or path.stem.replace("-", "_").replace(" ", "_").lower()
     cols = [infer_column(frame[c], label=(c == target)) for c in frame.columns]
     label = next(c for c in cols if c["name"] == target)
-    regression = label["dtype"] != "str" and "isin" not in label
+    if task not in (None, "classification", "regression"): raise DataError(f"task {task!r}: use classification or regression")
+    if task == "regression" and label["dtype"] == "str": raise DataError(f"label {target!r} holds text: a regression needs numbers")
+    task = task or ("regression" if label["dtype"] != "str" and "isin" not in label else None)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     lines = [f"# {name}: inferred by `prodkit schema {path.name} --target {target}` on {when} from {len(frame):,} rows.",
              "# Review before training: ranges are the data's, rounded outwards; a range too tight refuses real rows in",
              "# production. Mark a number column that is really a category with `category: true`, personal data with `pii: true`.",
              f"name: {name}", f"path: {path.resolve() if not path.is_absolute() else path}", f"target: {target}"]
-    if regression: lines.append("task: regression")
+    if task: lines.append(f"task: {task}")
     lines += ["columns:", *(f"  - {_flow(c)}" for c in cols)]
     return "\n".join(lines) + "\n"
