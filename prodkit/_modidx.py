@@ -399,6 +399,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'prodkit/monitoring/drift.py'),
                                           'prodkit.monitoring.drift._worse': ( 'monitoring/drift.html#_worse',
                                                                                'prodkit/monitoring/drift.py'),
+                                          'prodkit.monitoring.drift.as_float32': ( 'monitoring/drift.html#as_float32',
+                                                                                   'prodkit/monitoring/drift.py'),
                                           'prodkit.monitoring.drift.bin_counts': ( 'monitoring/drift.html#bin_counts',
                                                                                    'prodkit/monitoring/drift.py'),
                                           'prodkit.monitoring.drift.chi_square': ( 'monitoring/drift.html#chi_square',

@@ -21,8 +21,8 @@ from ..research.split import column_stats
 # %% auto #0
 __all__ = ['LEVELS', 'OUTPUT_COLUMNS', 'PREDICTION_COLUMNS', 'DriftError', 'bin_counts', 'proportions', 'psi', 'chi_square',
            'js_distance', 'ks_statistic', 'ks_test', 'normalized_wasserstein', 'FeatureDrift', 'judge',
-           'compare_numeric', 'compare_counts', 'compare_categorical', 'is_output_column', 'compare_outputs',
-           'DriftResult', 'compare', 'reference_from_frame']
+           'compare_numeric', 'compare_counts', 'compare_categorical', 'is_output_column', 'as_float32',
+           'compare_outputs', 'DriftResult', 'compare', 'reference_from_frame']
 
 # %% ../../nbs/monitoring/40_drift.ipynb #40287f5a
 class DriftError(ValueError):
@@ -195,6 +195,10 @@ def is_output_column(c: str) -> bool:
     "True for the columns inference adds (prediction, confidence, proba_<label>, model_version, ...)"
     return c in OUTPUT_COLUMNS or str(c).startswith("proba_")
 
+def as_float32(values: pd.Series) -> pd.Series:
+    "A model's outputs as the model gave them (float32): a CSV writes them in 7 digits, which read back as a float64 a hair off"
+    return pd.to_numeric(values, errors="coerce").astype("float32").astype("float64")
+
 def compare_outputs(reference: dict, current: pd.DataFrame, cfg: DriftConfig) -> list[FeatureDrift]:
     "Drift of the predicted class shares and of the confidence, where the current data has them"
     out, ref_out = [], reference.get("outputs") or {}
@@ -203,14 +207,14 @@ def compare_outputs(reference: dict, current: pd.DataFrame, cfg: DriftConfig) ->
     if col is not None:
         current = current[current[col].notna()]            # rows batch inference quarantined: inputs without a prediction
         pred = current[col].astype("string")
-        if "mean" in ref_out.get("prediction", {}): f = compare_numeric("prediction", ref_out["prediction"], pd.to_numeric(current[col], errors="coerce"), cfg)   # a regression model's values
+        if "mean" in ref_out.get("prediction", {}): f = compare_numeric("prediction", ref_out["prediction"], as_float32(current[col]), cfg)   # a regression model's values
         elif "prediction" in ref_out: f = compare_categorical("prediction", ref_out["prediction"], pred, cfg)
         else:
             f = compare_counts("prediction", {k: v["count"] for k, v in (reference.get("labels") or {}).items()}, pred, cfg)
             f.reasons.append("compared with the training labels' shares (the reference stores no predictions)")
         out.append(f)
     if "confidence" in current:
-        if "confidence" in ref_out: out.append(compare_numeric("confidence", ref_out["confidence"], current["confidence"], cfg))
+        if "confidence" in ref_out: out.append(compare_numeric("confidence", ref_out["confidence"], as_float32(current["confidence"]), cfg))
         else: out.append(FeatureDrift("confidence", "numeric", reasons=["no reference: the reference stores no confidence distribution"]))
     return out
 
