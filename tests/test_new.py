@@ -34,41 +34,41 @@ def template(tmp_path_factory):
     return tpl
 
 @pytest.fixture(scope="module")
-def churn(template, tmp_path_factory):
+def acme_scoring(template, tmp_path_factory):
     base = tmp_path_factory.mktemp("new")
-    r = template_cli("new", base/"churn", "--defaults", "--data", table(base/"customers.csv"), "--target", "churned",
+    r = template_cli("new", base/"acme_scoring", "--defaults", "--data", table(base/"customers.csv"), "--target", "churned",
             cwd=template, env={"PRODKIT_ROOT": str(template)}, check=True)
     assert "created" in r.stdout and "experiment=customers" in r.stdout
-    return base/"churn"
+    return base/"acme_scoring"
 
 @pytest.mark.slow
-def test_the_project_is_the_template_renamed_with_your_table(churn):
-    assert (churn/"churn"/"cli"/"main.py").is_file() and not (churn/"prodkit").exists()
-    leftovers = [str(p.relative_to(churn)) for p in churn.rglob("*") if p.is_file() and ".git" not in p.parts and p.suffix in (".py", ".ipynb", ".yaml", ".toml")
+def test_the_project_is_the_template_renamed_with_your_table(acme_scoring):
+    assert (acme_scoring/"acme_scoring"/"cli"/"main.py").is_file() and not (acme_scoring/"prodkit").exists()
+    leftovers = [str(p.relative_to(acme_scoring)) for p in acme_scoring.rglob("*") if p.is_file() and ".git" not in p.parts and p.suffix in (".py", ".ipynb", ".yaml", ".toml")
                  and p.name != ".prodkit-template.json" and WORD.search(p.read_text(errors="replace"))]
     assert leftovers == []
-    cfg = (churn/"conf"/"data"/"customers.yaml").read_text()
+    cfg = (acme_scoring/"conf"/"data"/"customers.yaml").read_text()
     assert "path: ${paths.root}/datasets/customers.csv" in cfg and "{name: churned, dtype: str, isin: ['no', 'yes']}" in cfg
     assert "{name: plan, dtype: str, nullable: true}" in cfg and "{name: months, dtype: int64, min: 0, max: 60}" in cfg
-    assert (churn/"datasets"/"customers.csv").is_file() and (churn/"conf"/"experiment"/"customers.yaml").is_file()
-    assert run("git", "-C", churn, "branch", "--show-current").stdout.strip() == "main"
-    assert run("git", "-C", churn, "status", "--porcelain").stdout == ""                       # everything committed
-    assert json.loads((churn/".prodkit-template.json").read_text())["package"] == "churn"
+    assert (acme_scoring/"datasets"/"customers.csv").is_file() and (acme_scoring/"conf"/"experiment"/"customers.yaml").is_file()
+    assert run("git", "-C", acme_scoring, "branch", "--show-current").stdout.strip() == "main"
+    assert run("git", "-C", acme_scoring, "status", "--porcelain").stdout == ""                       # everything committed
+    assert json.loads((acme_scoring/".prodkit-template.json").read_text())["package"] == "acme_scoring"
 
 @pytest.mark.slow
-def test_the_project_passes_its_own_checks_and_trains_on_your_table(churn):
-    env = {"PYTHONPATH": str(churn), "CHURN_ROOT": str(churn)}
-    r = run(PY, "-m", "churn.cli.hygiene", "check", cwd=churn, env=env)        # its notebooks export exactly its package
+def test_the_project_passes_its_own_checks_and_trains_on_your_table(acme_scoring):
+    env = {"PYTHONPATH": str(acme_scoring), "ACME_SCORING_ROOT": str(acme_scoring)}
+    r = run(PY, "-m", "acme_scoring.cli.hygiene", "check", cwd=acme_scoring, env=env)        # its notebooks export exactly its package
     assert r.returncode == 0, r.stderr
-    r = run(Path(PY).parent/"ruff", "check", "--quiet", "churn", "tests", "bench", cwd=churn, env=env)
+    r = run(Path(PY).parent/"ruff", "check", "--quiet", "acme_scoring", "tests", "bench", cwd=acme_scoring, env=env)
     assert r.returncode == 0, r.stdout[-3000:]
     for nb in ("nbs/core/01_config.ipynb", "nbs/research/16_columns.ipynb"):                    # its notebooks' tests, on its package
-        r = run(Path(PY).parent/"nbdev-test", nb, cwd=churn, env=env)
+        r = run(Path(PY).parent/"nbdev-test", nb, cwd=acme_scoring, env=env)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     r = run(PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_config.py", "-k", "not exits_2 and not prints_each_value",
-            cwd=churn, env=env)                                                                # (those two start its console script)
+            cwd=acme_scoring, env=env)                                                                # (those two start its console script)
     assert r.returncode == 0, r.stdout[-3000:]
-    r = cli_of("churn", "run", "train", "debug=tiny", "experiment=customers", cwd=churn, env=env)
+    r = cli_of("acme_scoring", "run", "train", "debug=tiny", "experiment=customers", cwd=acme_scoring, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert "succeeded: run" in r.stdout and "accuracy" in r.stdout
 
@@ -138,14 +138,14 @@ def test_a_wheel_carries_the_template_and_needs_no_checkout(template, tmp_path):
     wheel, = (tmp_path/"dist").glob("prodkit-*.whl")
     site = tmp_path/"site"; shutil.unpack_archive(wheel, site, "zip")               # the installed package: no .git, no conf/ beside it
     env = {"PYTHONPATH": str(site), "PRODKIT_ROOT": ""}
-    r = run(PY, "-c", "import sys, prodkit; from prodkit.cli.main import main; print(prodkit.__file__); sys.exit(main())", "new", "churn", "--defaults",
+    r = run(PY, "-c", "import sys, prodkit; from prodkit.cli.main import main; print(prodkit.__file__); sys.exit(main())", "new", "acme_scoring", "--defaults",
             cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(str(site/"prodkit")), r.stdout                       # it ran from the wheel, not this checkout
-    assert (tmp_path/"churn"/"churn"/"cli"/"new.py").is_file() and (tmp_path/"churn"/"conf"/"config.yaml").is_file()
+    assert (tmp_path/"acme_scoring"/"acme_scoring"/"cli"/"new.py").is_file() and (tmp_path/"acme_scoring"/"conf"/"config.yaml").is_file()
     head = run("git", "-C", template, "rev-parse", "HEAD", check=True).stdout.strip()
-    assert json.loads((tmp_path/"churn"/".prodkit-template.json").read_text())["template_commit"] == head
-    assert not (tmp_path/"churn"/"churn"/TEMPLATE_ARCHIVE).exists()                   # the archive is not part of itself
+    assert json.loads((tmp_path/"acme_scoring"/".prodkit-template.json").read_text())["template_commit"] == head
+    assert not (tmp_path/"acme_scoring"/"acme_scoring"/TEMPLATE_ARCHIVE).exists()                   # the archive is not part of itself
 
 def test_schema_writes_a_config_the_data_passes(tmp_path):
     r = template_cli("schema", table(tmp_path/"t.csv"), "--target", "churned", "-o", tmp_path/"t.yaml")

@@ -26,8 +26,8 @@ from ..core.config import project_root
 
 # %% auto #0
 __all__ = ['TEMPLATE_NAME', 'TRACKING', 'STATE_FILE', 'TEMPLATE_ARCHIVE', 'COMMANDS', 'schema', 'NewProjectError',
-           'check_package_name', 'renamer', 'template_files', 'render', 'package_dir', 'checkout', 'pack_template',
-           'template_root', 'new_project', 'update_project', 'new', 'update']
+           'check_package_name', 'renamer', 'template_files', 'render', 'package_dir', 'checkout', 'template_commit',
+           'pack_template', 'template_root', 'new_project', 'update_project', 'new', 'update']
 
 # %% ../../nbs/cli/89_new.ipynb #a3a245f6
 @click.command("schema")
@@ -118,12 +118,16 @@ def checkout() -> Path | None:
     here = package_dir().parent
     return here if (here/".git").exists() and (here/"conf"/"config.yaml").is_file() else None
 
+def template_commit(root: Path) -> str:
+    "The commit the checkout at `root` is at, `-dirty` when its tracked files have changes not committed (they are in the template)"
+    return _git(root, "rev-parse", "HEAD").strip() + ("-dirty" if _git(root, "status", "--porcelain", "--untracked-files=no").strip() else "")
+
 def pack_template(root: Path | None = None, out: Path | None = None) -> Path:
     "Pack the template of the checkout `root` into `out` (default: into the package, for `make wheel`)"
     root = Path(root or checkout() or project_root())
     out = Path(out or root/TEMPLATE_NAME/TEMPLATE_ARCHIVE)
     buf = io.BytesIO()
-    head = {f"{TEMPLATE_NAME}.commit": _git(root, "rev-parse", "HEAD").strip(), f"{TEMPLATE_NAME}.version": __version__}
+    head = {f"{TEMPLATE_NAME}.commit": template_commit(root), f"{TEMPLATE_NAME}.version": __version__}
     with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT, pax_headers=head) as tar:
         for rel in template_files(root): tar.add(root/rel, arcname=rel.as_posix(), recursive=False)
     write_atomic(out, buf.getvalue()); out.chmod(0o644)                     # package data: readable by all
@@ -134,7 +138,7 @@ def template_root(root: Path | None = None):
     "The template as a directory, and its commit: `root`, else `$PRODKIT_ROOT`, else this package's checkout, else the archive the wheel ships"
     if root is None and os.environ.get("PRODKIT_ROOT"): root = project_root()
     if root is not None or (root := checkout()) is not None:
-        yield Path(root), _git(root, "rev-parse", "HEAD").strip(); return
+        yield Path(root), template_commit(root); return
     archive = package_dir()/TEMPLATE_ARCHIVE
     if not archive.is_file():
         raise NewProjectError(f"this {TEMPLATE_NAME} has no template: install it from a checkout (`make install`), or from a wheel made by `make wheel`")
@@ -205,12 +209,16 @@ def new_project(path: str | Path, package: str | None = None, author: str = "", 
              template_version=__version__, generated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     with template_root(root) as (root, commit): return _new(dst, root, {**o, "template_commit": commit})
 
+def _template_message(o: dict) -> str:
+    c = o["template_commit"]
+    return f"prodkit template {o['template_version']} ({c[:10]}{'-dirty' if c.endswith('-dirty') else ''})"
+
 def _new(dst: Path, root: Path, o: dict) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
     try:
         _git(dst, "init", "-q", "-b", "template")
         _generate(dst, o, root)
-        _git(dst, "add", "-A"); _git(dst, "commit", "-q", "-m", f"prodkit template {o['template_version']} ({o['template_commit'][:10]})")
+        _git(dst, "add", "-A"); _git(dst, "commit", "-q", "-m", _template_message(o))
         _git(dst, "checkout", "-q", "-b", "main")
     except BaseException:
         shutil.rmtree(dst, ignore_errors=True); raise    # nothing half-made is left behind
@@ -237,7 +245,7 @@ def _update(dst: Path, root: Path, o: dict) -> str:
             _generate(wt, o, root)
             _git(wt, "add", "-A")
             changed = bool(_git(wt, "status", "--porcelain").strip())
-            if changed: _git(wt, "commit", "-q", "-m", f"prodkit template {o['template_version']} ({o['template_commit'][:10]})")
+            if changed: _git(wt, "commit", "-q", "-m", _template_message(o))
         finally: _git(dst, "worktree", "remove", "--force", str(wt))
     if not changed: return "the template has not changed since the last update"
     r = subprocess.run(["git", *_git_identity(), "-C", str(dst), "merge", "--no-edit", "-m", "Merge prodkit template update", "template"], capture_output=True, text=True)
@@ -274,7 +282,7 @@ def new(path, package, author, license_, python, description, data, target, task
     except (NewProjectError, DataError) as e: click.echo(f"prodkit: {e}", err=True); sys.exit(2)
     o = json.loads((dst/STATE_FILE).read_text())
     click.echo(f"created {dst} (package {o['package']}): cd {path} && make test")
-    if o["data_name"]: click.echo(f"your table: review conf/data/{o['data_name']}.yaml, then {o['package']} run train experiment={o['data_name']}")
+    if o["data_name"]: click.echo(f"your table: review conf/data/{o['data_name']}.yaml, then (in it) .venv/bin/{o['package']} run train experiment={o['data_name']}")
 
 @click.command("update")
 @click.argument("path", type=click.Path(file_okay=False, exists=True), default=".")
