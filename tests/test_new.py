@@ -120,6 +120,7 @@ def test_update_merges_a_template_change_and_keeps_the_owners_edit(template, tmp
     p = tmp_path/"p"
     mk = p/"Makefile"; mk.write_text(mk.read_text() + "\nmine: ## the owner's own target\n\t@echo mine\n")
     run("git", "-C", p, "commit", "-qam", "my target", check=True)
+    hooks = p/".git"/"hooks"; shutil.copy2(p/".githooks"/"pre-commit", hooks/"pre-commit")   # as its `make install` does: it needs its venv
     tmk = template/"Makefile"; tmk.write_text(tmk.read_text().replace("PYTHON ?= python3", "PYTHON ?= python3.11"))
     run("git", "-C", template, "commit", "-qam", "template: python3.11", check=True)
     r = template_cli("update", p, env=env)
