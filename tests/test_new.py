@@ -81,7 +81,7 @@ def test_every_option_lands_in_the_project(template, tmp_path):
     assert 'requires-python = ">=3.11"' in pp and 'fraud_v2 = "fraud_v2.cli.main:main"' in pp
     assert tomllib.loads(pp)["project"]["description"] == 'Card "fraud" scores'          # still TOML, the quotes escaped
     assert (tmp_path/"p"/"README.md").read_text().startswith('# fraud_v2\n\nCard "fraud" scores')
-    assert not (tmp_path/"p"/"datasets").exists()
+    assert (tmp_path/"p"/"datasets").exists() == (template/"datasets").exists()   # no table given, none added (a project's own stays)
     assert "mode" not in (tmp_path/"p"/"conf"/"tracking"/"default.yaml").read_text().replace("tracking.mode", "")   # offline: the schema's default
 
 def test_task_and_tracking_land_in_the_config(template, tmp_path):
