@@ -671,6 +671,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                   'prodkit/release/release.py'),
                                          'prodkit.release.release._register_once': ( 'release/release.html#_register_once',
                                                                                      'prodkit/release/release.py'),
+                                         'prodkit.release.release.config_model': ( 'release/release.html#config_model',
+                                                                                   'prodkit/release/release.py'),
                                          'prodkit.release.release.find_train_run': ( 'release/release.html#find_train_run',
                                                                                      'prodkit/release/release.py'),
                                          'prodkit.release.release.holdout_arrays': ( 'release/release.html#holdout_arrays',

@@ -198,7 +198,8 @@ def _named_rules(cfg: DictConfig, data: DictConfig | None = None) -> list[tuple[
     only = OmegaConf.select(cfg, "gates.only", default=None)
     if only is not None: return [(f"gates.only[{i}]", r) for i, r in enumerate(only)]
     named = {k: (f"gates.rules.{k}", r) for k, r in (OmegaConf.select(cfg, "gates.rules", default=None) or {}).items()}
-    own = OmegaConf.select(data if data is not None else cfg, "gates" if data is not None else "data.gates", default=None) or {}
+    data = data if data is not None else OmegaConf.select(cfg, "data", default=None)
+    own = (data.get("gates") if data is not None else None) or {}
     named |= {k: (f"data.gates.{k}", r) for k, r in own.items()}      # the table's own choices: `conf/data/<name>.yaml`
     return [(where, r) for where, r in named.values() if r is not None]
 

@@ -25,8 +25,8 @@ from ..jobs.runs import RunNotFound, RunRecord, find_run, list_runs
 from ..core.atomic import write_atomic, write_json
 
 # %% auto #0
-__all__ = ['ReleaseError', 'TrainedRun', 'run_model', 'find_train_run', 'load_train_run', 'holdout_arrays', 'onnx_metrics',
-           'production_metrics', 'onnx_reference_stats', 'release']
+__all__ = ['ReleaseError', 'TrainedRun', 'config_model', 'run_model', 'find_train_run', 'load_train_run', 'holdout_arrays',
+           'onnx_metrics', 'production_metrics', 'onnx_reference_stats', 'release']
 
 # %% ../../nbs/release/34_release.ipynb #7c2ba016
 class ReleaseError(RuntimeError):
@@ -44,12 +44,14 @@ class TrainedRun:
     @property
     def path(self) -> Path: return Path(self.record.run_dir)
 
-def run_model(rec: RunRecord) -> str | None:
-    "The registry model a run trained (`registry.model` of its config.yaml, else its data's name)"
-    f = Path(rec.run_dir)/"config.yaml"
-    if not f.is_file(): return None
-    cfg = OmegaConf.load(f)
+def config_model(cfg: DictConfig) -> str | None:
+    "The registry model a run's config trains: `registry.model`, else its data's name"
     return OmegaConf.select(cfg, "registry.model", default=None) or OmegaConf.select(cfg, "data.name", default=None)
+
+def run_model(rec: RunRecord) -> str | None:
+    "The registry model a run trained, from its config.yaml"
+    f = Path(rec.run_dir)/"config.yaml"
+    return config_model(OmegaConf.load(f)) if f.is_file() else None
 
 def find_train_run(ref: str | None, runs_dir: str | Path, job: str = "train", model: str | None = None) -> RunRecord:
     "The run `ref` (id, prefix or directory), or the latest succeeded `job` run (of `model`, if given); refused unless it succeeded"
@@ -167,14 +169,14 @@ def release(
     cfg: DictConfig,                   # a config with `export`, `gates` and `registry` groups
     trained: TrainedRun,               # from `load_train_run`
     out_dir: str | Path,               # model.onnx and release.json go here (the release run's directory)
-    registry: ModelRegistry | None = None,  # default: the model the run trained (`run_model`) in the registry at `registry.path`
+    registry: ModelRegistry | None = None,  # default: the model the run trained (`config_model`) in the registry at `registry.path`
     tracker=None,                      # a `prodkit.research.tracking.Tracker`: the ONNX file is logged as a model artifact
     links: dict | None = None,         # recorded with the version, e.g. {"release_run_id": ...}
     promote: bool | None = None,       # promote when every gate passes; default `cfg.registry.promote`
 ) -> dict:
     "Export, check parity, measure, gate, register and (if the gates pass) promote; returns the release report"
     out, rec = Path(out_dir), trained.record
-    reg = registry or ModelRegistry(cfg.registry.path, run_model(rec) or cfg.registry.model)   # a penguins run is model `penguins`
+    reg = registry or ModelRegistry(cfg.registry.path, config_model(trained.cfg) or cfg.registry.model)   # a penguins run is model `penguins`
     meta = onnx_metadata(trained.model, trained.reference_stats, rec.id, trained.split.data_version, rec.metrics.get("weights_sha256") or weights_sha256(trained.model))
     onnx_bytes, facts = export_onnx(trained.model, cfg.export, meta)
     write_atomic(out/"model.onnx", onnx_bytes)
