@@ -43,7 +43,7 @@ $(STAMP):
 	@rm -f $(VENV)/.installed-*; touch $@
 	@echo "prodkit installed in $(VENV)"
 
-demo: install ## prodkit pipeline demo: train -> release -> batch inference on shifted test rows -> drift report; then the registry
+demo: install ## prodkit pipeline demo: the steps in conf/pipeline/demo.yaml, then the registry
 	$(BIN)/prodkit pipeline demo
 	$(BIN)/prodkit registry list
 	@echo "Next: $(BIN)/prodkit runs | $(BIN)/prodkit registry history | make lab"
@@ -76,17 +76,17 @@ wheel: install ## dist/prodkit-VERSION-py3-none-any.whl, the template packed ins
 bench: install ## benchmarks in bench/: a table here, JSON in bench/results/
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-# `make notebook NAME=serving/54_cache` starts nbs/serving/54_cache.ipynb (module `prodkit.serving.cache`); `FROM=path/54_cache.py`
+# `make notebook NAME=research/17_features` starts nbs/research/17_features.ipynb (module `prodkit.research.features`); `FROM=path/17_features.py`
 # converts a jupytext percent file into the band its `#| default_exp band.module` line names (creating or updating the notebook).
 # Either way it ends clean and exported, as `make test` wants it.
-notebook: install ## new or updated library notebook, clean and exported: NAME=serving/54_cache, or FROM=file.py (jupytext percent)
+notebook: install ## new or updated library notebook, clean and exported: NAME=research/17_features, or FROM=file.py (jupytext percent)
 	@set -e; src='$(FROM)'; \
 	if [ -n "$$src" ]; then \
 	  mod=$$(sed -n 's/^#| *default_exp *\([A-Za-z0-9_.]*\).*/\1/p' "$$src" | head -1); \
 	  test -n "$$mod" || { echo "$$src has no '#| default_exp band.module' line" >&2; exit 2; }; \
 	  nb=nbs/$${mod%%.*}/$$(basename "$$src" .py).ipynb; \
 	else \
-	  case '$(NAME)' in */[0-9]*_*) ;; *) echo "usage: make notebook NAME=serving/54_cache | make notebook FROM=path/to/54_cache.py" >&2; exit 2;; esac; \
+	  case '$(NAME)' in */[0-9]*_*) ;; *) echo "usage: make notebook NAME=research/17_features | make notebook FROM=path/to/17_features.py" >&2; exit 2;; esac; \
 	  nb=nbs/$(NAME).ipynb; stem=$$(basename '$(NAME)'); mod=$$(dirname '$(NAME)').$${stem#*_}; \
 	  test ! -e "$$nb" || { echo "$$nb exists: edit it, or update it with FROM=file.py" >&2; exit 2; }; \
 	  src=$$(mktemp --suffix .py); trap 'rm -f "$$src"' EXIT; \

@@ -10,7 +10,7 @@ and writes bench/results/drift_report.png. Exits 0 with the screenshot, 1 if Chr
 has an external reference, 0 with a "skipped" line when no Chromium is installed
 (`apt-get install -y chromium`). tests/test_drift_report_browser.py runs it.
 """
-import shutil, subprocess, sys, tempfile, time
+import importlib.util, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +47,8 @@ def main(argv: list[str]) -> int:
     browser = chromium()
     if browser is None:
         print("skipped: no chromium on PATH (apt-get install -y chromium)"); return SKIPPED
+    if importlib.util.find_spec("prodkit.monitoring") is None:      # tests/test_docs.py still uses screenshot()
+        print("skipped: no prodkit.monitoring here (a project made with prodkit new --no-serving)"); return SKIPPED
     from prodkit.monitoring.drift_report import external_references
     page = Path(argv[0]) if argv else make_report(Path(tempfile.mkdtemp(prefix="prodkit-report-")))
     png = Path(argv[1]) if len(argv) > 1 else ROOT/"bench"/"results"/"drift_report.png"

@@ -164,7 +164,7 @@ def test_group_files_do_not_repeat_schema_defaults():
                                     "data.outliers.action": "keep", "data.segment": None, "data.target": "target", "model.hidden": [64]}),
     (["data=synthetic"], {"data.n_rows": 10000, "data.generator_seed": 0, "data.outliers.threshold": 6.0, "data.strict": True}),
     (["debug=tiny"], {"train.epochs": 3, "train.patience": 0, "train.progress": False, "tracking.mode": "disabled", "train.batch_size": 64}),
-    (["job=drift_report"], {"job.cell_timeout": 600.0, "job.start_retries": 2}),
+    pytest.param(["job=drift_report"], {"job.cell_timeout": 600.0, "job.start_retries": 2}, marks=pytest.mark.serving),
 ])
 def test_composed_defaults_are_what_users_got_before_the_yaml_files_were_trimmed(overrides, expected):
     from omegaconf import OmegaConf
@@ -188,6 +188,7 @@ def test_experiment_wide_mlp_is_what_the_readme_says(project_copy):
     cfg = compose(overrides=["job=sets_lr", "experiment=wide_mlp"], config_dir=project_copy/"conf")
     assert (cfg.train.lr, cfg.model.dropout, cfg.train.epochs) == (3e-3, 0.2, 4)
 
+@pytest.mark.serving
 def test_command_options_are_range_checked_like_overrides(capsys):
     from prodkit.cli.main import main
     assert main(["serve", "--port", "70000"]) == 2
@@ -195,6 +196,7 @@ def test_command_options_are_range_checked_like_overrides(capsys):
     assert main(["infer", "in.csv", "out.csv", "--chunk-size", "0"]) == 2 and "infer.chunk_size=0" in capsys.readouterr().err
     assert main(["infer", "in.csv", "out.csv", "--shard", "2", "--shards", "2"]) == 2 and "must be below infer.shards=2" in capsys.readouterr().err
 
+@pytest.mark.serving
 def test_command_help_is_the_schema_comment():
     from click.testing import CliRunner
     from prodkit.cli.main import cli

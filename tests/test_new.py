@@ -132,6 +132,41 @@ def test_update_merges_a_template_change_and_keeps_the_owners_edit(template, tmp
     assert r.returncode == 1 and "uncommitted changes" in r.stderr
 
 @pytest.mark.slow
+def test_no_serving_leaves_serving_out_and_the_rest_works(template, tmp_path):
+    "--no-serving: no serving or monitoring band, command, job, test or Dockerfile; what is left passes its checks, trains and releases"
+    env = {"PRODKIT_ROOT": str(template)}
+    assert template_cli("new", tmp_path/"lean", "--defaults", "--no-serving", env=env).returncode == 0
+    p = tmp_path/"lean"
+    gone = ["lean/serving", "lean/monitoring", "nbs/serving", "nbs/monitoring", "lean/cli/serve.py", "nbs/jobs/batch_infer.ipynb",
+            "conf/job/drift_report.yaml", "tests/test_serve.py", "bench/serve.py", "Dockerfile", "conf/pipeline/drill.yaml"]
+    assert [g for g in gone if (p/g).exists()] == [] and (p/"lean"/"release"/"registry.py").is_file() and (p/"Makefile").is_file()
+    readme = (p/"README.md").read_text()
+    assert "`serving/51_serve.ipynb`" not in readme and "`release/33_registry.ipynb`" in readme and "without serving (`--no-serving`)" in readme
+    assert "serving/*" not in (p/"docs"/"index.md").read_text() and "release/*" in (p/"docs"/"index.md").read_text()
+    assert run("git", "-C", p, "status", "--porcelain").stdout == ""
+    penv = {"PYTHONPATH": str(p), "LEAN_ROOT": str(p)}
+    assert run(PY, "-m", "lean.cli.hygiene", "check", cwd=p, env=penv).returncode == 0
+    r = run(Path(PY).parent/"ruff", "check", "--quiet", "lean", "tests", "bench", cwd=p, env=penv)
+    assert r.returncode == 0, r.stdout[-3000:]
+    commands = cli_of("lean", "--help", cwd=p, env=penv).stdout
+    assert "pipeline" in commands and "release" in commands and not re.search(r"(?m)^  (serve|infer|explain|drift) ", commands), commands
+    r = run(PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_config.py", "-k", "not exits_2 and not prints_each_value",
+            cwd=p, env=penv)
+    assert r.returncode == 0 and re.search(r"\d+ passed, \d+ deselected", r.stdout), r.stdout[-3000:]   # its serving tests: deselected
+    r = run(PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only", "tests", cwd=p, env=penv)
+    assert r.returncode == 0, r.stdout[-3000:]                                                # every test module imports without serving
+    r = cli_of("lean", "pipeline", "demo", f"paths.runs_dir={tmp_path/'runs'}", f"registry.path={tmp_path/'reg'}", "debug=tiny",
+               "gates.only=['parity_max_abs <= 1e-4']", cwd=p, env=penv)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "pipeline demo succeeded: 2 steps" in r.stdout + r.stderr, r.stdout + r.stderr                      # train, release
+    tmk = template/"Makefile"; tmk.write_text(tmk.read_text() + "\n# a later template change\n")
+    run("git", "-C", template, "commit", "-qam", "template: a note", check=True)
+    hooks = p/".git"/"hooks"; shutil.copy2(p/".githooks"/"pre-commit", hooks/"pre-commit")
+    r = template_cli("update", p, env=env)
+    assert r.returncode == 0 and "merged the template update" in r.stdout, r.stderr
+    assert (p/"Makefile").read_text().endswith("# a later template change\n") and [g for g in gone if (p/g).exists()] == []   # still out
+
+@pytest.mark.slow
 def test_a_wheel_carries_the_template_and_needs_no_checkout(template, tmp_path):
     from prodkit.cli.new import TEMPLATE_ARCHIVE, pack_template
     pack_template(template, template/"prodkit"/TEMPLATE_ARCHIVE)                  # what `make wheel` does first

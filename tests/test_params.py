@@ -201,18 +201,18 @@ def test_make_notebook_from_a_jupytext_file_passes_the_hygiene_check(project_cop
     src = tmp_path/"16_scaler.py"
     src.write_text('# %% [markdown]\n# # Scaler\n#\n# > Scale.\n\n# %%\n#| default_exp research.scaler\n\n# %%\n#| export\n'
                    'def scale(x: float, k: float = 2.0) -> float:\n    "`x` times `k`"\n    return x * k\n\n# %%\nassert scale(2) == 4\n')
-    shutil.copy(ROOT/"Makefile", project_copy)
-    res = run("make", "notebook", f"FROM={src}", f"VENV={ROOT/'.venv'}", cwd=project_copy)
+    shutil.copy(ROOT/"Makefile", project_copy)   # `-o install`: a copy must never reinstall this venv (editable) from itself
+    res = run("make", "-o", "install", "notebook", f"FROM={src}", f"VENV={ROOT/'.venv'}", cwd=project_copy)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "def scale" in (project_copy/"prodkit"/"research"/"scaler.py").read_text()
     assert (project_copy/"nbs"/"research"/"16_scaler.ipynb").is_file()
     res = run(PY, "-m", "prodkit.cli.hygiene", env={"PRODKIT_ROOT": str(project_copy)})
     assert res.returncode == 0, res.stderr
-    res = run("make", "notebook", "NAME=serving/54_blank", f"VENV={ROOT/'.venv'}", cwd=project_copy)
-    assert res.returncode == 0 and (project_copy/"prodkit"/"serving"/"blank.py").exists(), res.stderr
-    assert "#| default_exp serving.blank" in (project_copy/"nbs"/"serving"/"54_blank.ipynb").read_text()
+    res = run("make", "-o", "install", "notebook", "NAME=release/35_blank", f"VENV={ROOT/'.venv'}", cwd=project_copy)
+    assert res.returncode == 0 and (project_copy/"prodkit"/"release"/"blank.py").exists(), res.stderr
+    assert "#| default_exp release.blank" in (project_copy/"nbs"/"release"/"35_blank.ipynb").read_text()
     assert run(PY, "-m", "prodkit.cli.hygiene", env={"PRODKIT_ROOT": str(project_copy)}).returncode == 0
-    bad = run("make", "notebook", "NAME=nowhere/55_x", f"VENV={ROOT/'.venv'}", cwd=project_copy)
+    bad = run("make", "-o", "install", "notebook", "NAME=nowhere/55_x", f"VENV={ROOT/'.venv'}", cwd=project_copy)
     assert bad.returncode != 0 and "no band 'nowhere'" in bad.stderr and not (project_copy/"nbs"/"nowhere").exists()
 
 def test_install_stamp_ignores_the_time_nbdev_export_gives_pyproject():

@@ -34,6 +34,7 @@ def test_the_released_file_takes_the_raw_columns_and_speaks_class_names(released
     assert sorted(r["feature"] for r in v.explanations["importance"]["features"]) == sorted(cols)   # one entry per raw column: island is one
 
 @pytest.mark.slow
+@pytest.mark.serving
 def test_batch_inference_scores_the_raw_file_unseen_categories_and_missing_values_included(released):
     raw = pd.read_csv(released/"data"/"penguins.csv").drop(columns=["species"])
     raw.loc[0, "island"] = "Atlantis"                           # never seen in training: answered, not refused
@@ -52,6 +53,7 @@ def test_batch_inference_scores_the_raw_file_unseen_categories_and_missing_value
     assert (summary["quarantined"], summary["reasons"]) == (1, {"body_mass_g: not a number": 1}), summary
 
 @pytest.mark.slow
+@pytest.mark.serving
 def test_the_service_answers_raw_records_and_v2_columns_and_its_log_drift_checks(released):
     "Unseen categories and missing values on a real server; class names through the response, the prediction log and drift"
     import httpx

@@ -34,6 +34,7 @@ def test_the_released_model_answers_in_the_targets_units_and_passed_the_regressi
     assert v.reference_stats["outputs"]["prediction"]["mean"] > 0                          # output drift compares predicted values
     assert v.parity["passed"]
 
+@pytest.mark.serving
 def test_batch_output_serve_log_and_drift(released):
     from serving import serve_config, thread_server
     raw = pd.read_csv(released/"data"/"diabetes.csv")
@@ -73,6 +74,7 @@ def test_batch_output_serve_log_and_drift(released):
     out = {o["name"]: o for o in report["outputs"]}
     assert out["prediction"]["kind"] == "numeric" and out["prediction"]["psi"] is not None, out
 
+@pytest.mark.serving
 def test_importance_travels_with_the_version_and_explain_names_the_columns(released):
     v = ModelRegistry(released/"registry").get("production")
     imp = v.explanations["importance"]

@@ -185,6 +185,7 @@ def test_a_run_id_that_reads_as_a_number_is_released(project, tmp_path):
             "export.dynamo=false", "export.speed.repeats=5", "gates.only=['accuracy >= 0.5']", "--quiet")
     assert r.returncode == 0 and "v1 from run 1234e567: promoted to production" in r.stdout, r.stdout + r.stderr
 
+@pytest.mark.serving
 def test_the_demo_pipeline_passes_run_ids_as_strings():
     from types import SimpleNamespace
     from prodkit.jobs.pipeline import interpolate, load_pipeline

@@ -53,6 +53,7 @@ def test_its_own_model_gates_and_duplicates_are_not_leakage(released):
     assert v.metrics["duplicate_rows"] > 100 and v.metrics["leakage_rows"] == 0, v.metrics    # copies of 24 rows are not leaks
 
 @pytest.mark.slow
+@pytest.mark.serving
 def test_same_population_no_alarm_shifted_population_alert(released):
     "Batch scoring of a fresh sample, missing ports included; drift on it (discrete confidences) is quiet, a shifted one is not"
     d, root, env = released

@@ -4,6 +4,8 @@
 
 # %% ../../nbs/cli/90_main.ipynb #8edd007a
 from __future__ import annotations
+import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -24,8 +26,8 @@ from ..jobs.params import cli_params
 from .params import params_options, print_params
 
 # %% auto #0
-__all__ = ['documented', 'runs_dir_option', 'fmt_metrics', 'print_record', 'print_table', 'cli', 'run', 'runs', 'show',
-           'reproduce_cmd', 'config_cmd', 'main']
+__all__ = ['AREAS', 'documented', 'runs_dir_option', 'fmt_metrics', 'print_record', 'print_table', 'cli', 'run', 'runs', 'show',
+           'reproduce_cmd', 'config_cmd', 'add_area_commands', 'main']
 
 # %% ../../nbs/cli/90_main.ipynb #43e8bf6d
 def documented(func, name: str) -> str:
@@ -186,20 +188,19 @@ def config_cmd(args, plain, reference):
     return 0
 
 # %% ../../nbs/cli/90_main.ipynb #c8bede6f
-from .serve import COMMANDS as SERVE_COMMANDS
-for _c in SERVE_COMMANDS: cli.add_command(_c)
+AREAS = ("release", "pipeline", "monitor", "serve", "new", "params")   # prodkit/cli/<area>.py, each with its COMMANDS
 
-# %% ../../nbs/cli/90_main.ipynb #967d62e9
-from .release import registry, release
+def add_area_commands(group: click.Group, areas=AREAS) -> list[str]:
+    "Add to `group` the `COMMANDS` of each area's module that this project has; return those areas"
+    found = []
+    for area in areas:
+        name = f"prodkit.cli.{area}"
+        if importlib.util.find_spec(name) is None: continue      # a part the project left out
+        for c in importlib.import_module(name).COMMANDS: group.add_command(c)
+        found.append(area)
+    return found
 
-cli.add_command(release)
-cli.add_command(registry)
-
-from .monitor import COMMANDS as MONITOR_COMMANDS
-for _c in MONITOR_COMMANDS: cli.add_command(_c)   # drift, pipeline
-
-from .new import COMMANDS as NEW_COMMANDS
-for _c in NEW_COMMANDS: cli.add_command(_c)       # new, update, schema
+add_area_commands(cli)
 
 # %% ../../nbs/cli/90_main.ipynb #4b26a899
 def main(argv: list[str] | None = None) -> int:
@@ -216,7 +217,3 @@ def _main(argv: list[str]) -> int:
     except BrokenPipeError:        # `prodkit runs | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-
-# %% ../../nbs/cli/90_main.ipynb #2bba10e8
-from .params import params_cmd  # noqa: E402
-cli.add_command(params_cmd)

@@ -15,7 +15,7 @@ from ..core.text import text_table
 from ..jobs.params import cli_params, declared_parameters, job_notebook, notebook_language, takes_config
 
 # %% auto #0
-__all__ = ['params_options', 'params_text', 'print_params', 'params_cmd']
+__all__ = ['COMMANDS', 'params_options', 'params_text', 'print_params', 'params_cmd']
 
 # %% ../../nbs/cli/86_params.ipynb #d6f87034
 def _doc(name: str) -> str:
@@ -71,3 +71,5 @@ def print_params(job: str) -> int:
 def params_cmd(job):
     "List the parameters of JOB (a notebook path or a job in conf/job): type, default and help, as papermill --help-notebook."
     return print_params(job)
+
+COMMANDS = [params_cmd]

@@ -16,7 +16,8 @@ from ..jobs.job import hydra_quoted
 from ..release.registry import ModelRegistry, RegistryError, model_meant
 
 # %% auto #0
-__all__ = ['version_rows', 'registry', 'models', 'list_versions', 'show', 'promote', 'rollback', 'history', 'register', 'release']
+__all__ = ['COMMANDS', 'version_rows', 'registry', 'models', 'list_versions', 'show', 'promote', 'rollback', 'history',
+           'register', 'release']
 
 # %% ../../nbs/cli/85_release.ipynb #2465a0a9
 def _registry(path: str | None, overrides=(), model: str | None = None) -> ModelRegistry:
@@ -181,3 +182,5 @@ def release(run, overrides, no_promote, quiet):
     click.echo(f"v{rep['version']} from run {rec.id}: " + (("promoted to production" if rep.get("alias_moves") else "already in production") if rep["promoted"] else "registered as candidate")
                + f"; aliases {rep['aliases']}")
     if rep["refused"]: _fail(rep["refused"])
+
+COMMANDS = [release, registry]
